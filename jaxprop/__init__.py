@@ -1,0 +1,44 @@
+"""jaxprop: hand-derived backpropagation in JAX, verified against ``jax.grad``.
+
+Every built-in model pairs a pure forward pass over a parameter pytree with a backward pass
+derived by hand from a source document's chain-rule formulas; :func:`check_grads` verifies any
+hand-written gradient, the built-in ones or a user's, leaf by leaf.
+"""
+
+from jaxprop.activations import ACTIVATIONS, Activation, get_activation
+from jaxprop.check import (
+    Comparison,
+    GradientCheckError,
+    GradReport,
+    LeafReport,
+    check_grads,
+    default_tolerances,
+)
+from jaxprop.losses import LOSSES, Loss
+from jaxprop.model import Model, tap
+from jaxprop.models import REGISTRY, get_model, model_names, register
+from jaxprop.verify import verify_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "LOSSES",
+    "REGISTRY",
+    "Activation",
+    "Comparison",
+    "GradReport",
+    "GradientCheckError",
+    "LeafReport",
+    "Loss",
+    "Model",
+    "__version__",
+    "check_grads",
+    "default_tolerances",
+    "get_activation",
+    "get_model",
+    "model_names",
+    "register",
+    "tap",
+    "verify_model",
+]

@@ -1,0 +1,7 @@
+"""``python -m jaxprop``: the same as the ``jaxprop`` command."""
+
+import sys
+
+from jaxprop.cli import main
+
+sys.exit(main())

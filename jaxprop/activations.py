@@ -1,0 +1,105 @@
+"""Activation functions, each written beside its hand-derived derivative.
+
+Every activation is an :class:`Activation`: the function ``fn(z)`` and the chain-rule step through
+it, ``vjp(z, a, g) = (∂a/∂z)ᵀ g`` where ``a = fn(z)`` and ``g = ∂L/∂a``. For the elementwise
+activations ∂a/∂z is the diagonal matrix diag(σ′(z)) (the "diagonal matrix of σ′" of
+002_dadcaa6bdb722c5e.txt, backward path (1)), so the step is the product ``g * σ′``; softmax couples
+its outputs and its step is the full Jacobian-transpose product.
+
+>>> import jax.numpy as jnp
+>>> from jaxprop import get_activation
+>>> act = get_activation("tanh")
+>>> z = jnp.array([0.0, 1.0])
+>>> a = act.fn(z)
+>>> act.vjp(z, a, jnp.ones(2)).round(4)
+Array([1.    , 0.42  ], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ACTIVATIONS", "Activation", "get_activation"]
+
+Array = jax.Array
+
+
+class Activation(NamedTuple):
+    """An activation and its derivative.
+
+    Attributes:
+      name: the name it is registered under.
+      fn: ``z -> a``, any shape (softmax acts along the last axis).
+      vjp: ``(z, a, g) -> g_z``, the chain rule through the activation: given the
+        pre-activation ``z``, the saved output ``a = fn(z)`` and the adjoint ``g = ∂L/∂a``
+        (all the same shape), returns ``∂L/∂z``.
+      deriv: ``z -> σ′(z)`` elementwise, or ``None`` where the Jacobian is not diagonal.
+    """
+
+    name: str
+    fn: Callable[[Array], Array]
+    vjp: Callable[[Array, Array, Array], Array]
+    deriv: Callable[[Array], Array] | None
+
+
+def _elementwise(name, fn, deriv_from_z_and_a):
+    """An elementwise activation: ∂a/∂z = diag(σ′), so the VJP is a product."""
+
+    def vjp(z, a, g):
+        return g * deriv_from_z_and_a(z, a)
+
+    def deriv(z):
+        return deriv_from_z_and_a(z, fn(z))
+
+    return Activation(name, fn, vjp, deriv)
+
+
+def _sigmoid(z):
+    # 1 / (1 + e^{-z}) written through tanh: no overflow of e^{-z} for large negative z.
+    return 0.5 * (jnp.tanh(0.5 * z) + 1.0)
+
+
+def _softmax(z):
+    # Subtract the max before exponentiating (log-sum-exp trick): no overflow for |z| up to 1e4.
+    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+def _softmax_vjp(z, a, g):
+    # ∂a_i/∂z_j = a_i (δ_ij − a_j), so (∂a/∂z)ᵀ g = a ⊙ (g − ⟨a, g⟩).
+    return a * (g - jnp.sum(a * g, axis=-1, keepdims=True))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": _elementwise("identity", lambda z: z, lambda z, a: jnp.ones_like(z)),
+    # σ′ = σ(1 − σ), written from the saved output (001_90440b38c2c51fc3.txt eq (6) prints
+    # ln σ · ln(1 − σ); see docs/errata.md).
+    "sigmoid": _elementwise("sigmoid", _sigmoid, lambda z, a: a * (1.0 - a)),
+    # tanh′ = 1 − tanh², from the saved output (001_90440b38c2c51fc3.txt eq (11)).
+    "tanh": _elementwise("tanh", jnp.tanh, lambda z, a: 1.0 - a * a),
+    # relu′ = 1 for z > 0 else 0 (the subgradient 0 at z = 0, as jax.grad takes it).
+    "relu": _elementwise(
+        "relu", lambda z: jnp.where(z > 0, z, 0.0), lambda z, a: (z > 0).astype(z.dtype)
+    ),
+    "softmax": Activation("softmax", _softmax, _softmax_vjp, None),
+}
+
+
+def get_activation(name: str | Activation) -> Activation:
+    """Looks up an activation by name (an :class:`Activation` passes through).
+
+    Raises:
+      ValueError: for an unknown name; the message lists the valid ones.
+    """
+    if isinstance(name, Activation):
+        return name
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
+        ) from None

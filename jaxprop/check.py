@@ -1,0 +1,500 @@
+"""The verification engine: a hand-written gradient against ``jax.grad`` and finite differences.
+
+:func:`check_grads` works on any pair of functions ``loss_fn(params, *args) -> scalar`` and
+``grad_fn(params, *args) -> pytree like params``; it knows nothing of the built-in models.
+
+Each leaf of the hand gradient is compared twice:
+
+- against ``jax.grad(loss_fn)``, on every element;
+- against central finite differences, (L(θ + h e_i) − L(θ − h e_i)) / 2h, the limit definition of
+  the partial derivative (002_dadcaa6bdb722c5e.txt eq (5.39)) taken symmetrically, on every element
+  of a small leaf and on ``fd_samples`` elements of a large one (always including the element where
+  the hand gradient departs most from ``jax.grad``).
+
+The error of a leaf is ``max |hand − ref|`` divided by the leaf's scale ``max |ref|`` (floored, so
+that an all-zero leaf is compared absolutely). Default tolerances, by dtype:
+
+============  ==================  ==================
+dtype         rtol vs jax.grad    rtol vs finite diff
+============  ==================  ==================
+float64       1e-10               1e-6
+float32       1e-4                1e-2
+============  ==================  ==================
+
+A correct hand gradient agrees with ``jax.grad`` to rounding: about 1e-15 relative in float64. The
+finite-difference tolerance reflects the method's own error, O(h²) truncation plus O(ε/h) rounding
+with h = ε^(1/3).
+
+>>> import jax.numpy as jnp
+>>> from jaxprop import check_grads
+>>> loss = lambda p, x: jnp.sum((p["w"] * x) ** 2)
+>>> good = lambda p, x: {"w": 2 * p["w"] * x**2}
+>>> bad = lambda p, x: {"w": p["w"] * x**2}          # drops the factor 2
+>>> p, x = {"w": jnp.array([1.0, -2.0])}, jnp.array([0.5, 3.0])
+>>> check_grads(loss, good, p, x).ok
+True
+>>> report = check_grads(loss, bad, p, x)
+>>> report.ok, report.failing
+(False, ('w',))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+__all__ = [
+    "Comparison",
+    "GradReport",
+    "GradientCheckError",
+    "LeafReport",
+    "check_grads",
+    "default_tolerances",
+    "leaf_path",
+]
+
+PyTree = Any
+
+_TOLERANCES = {
+    # dtype: (rtol vs jax.grad, rtol vs finite differences)
+    "float64": (1e-10, 1e-6),
+    "float32": (1e-4, 1e-2),
+}
+
+
+class GradientCheckError(AssertionError):
+    """Raised by :meth:`GradReport.raise_if_failed`: a hand gradient disagrees with the truth."""
+
+
+def default_tolerances(dtype) -> tuple[float, float]:
+    """``(rtol vs jax.grad, rtol vs finite differences)`` for float64 or float32.
+
+    Raises:
+      ValueError: for any other dtype.
+    """
+    name = jnp.dtype(dtype).name
+    if name not in _TOLERANCES:
+        raise ValueError(f"dtype must be one of {sorted(_TOLERANCES)}, got {name!r}")
+    return _TOLERANCES[name]
+
+
+def leaf_path(path: Sequence[Any]) -> str:
+    """A readable name for a pytree key path: ``('layers', 0, 'A')`` becomes ``layers/0/A``."""
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts) if parts else "<root>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The hand gradient of one leaf against one reference.
+
+    Attributes:
+      reference: ``"jax.grad"`` or ``"finite differences"``.
+      max_abs: the largest absolute error.
+      max_rel: ``max_abs`` over the leaf's scale.
+      worst_index: the index of the element with the largest absolute error.
+      hand: the hand value at that element.
+      ref: the reference value at that element.
+      n_compared: how many elements were compared.
+      rtol: the tolerance ``max_rel`` was held to.
+    """
+
+    reference: str
+    max_abs: float
+    max_rel: float
+    worst_index: tuple[int, ...]
+    hand: float
+    ref: float
+    n_compared: int
+    rtol: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_rel) and self.max_rel <= self.rtol)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["worst_index"] = list(self.worst_index)
+        d["ok"] = self.ok
+        for k in ("max_abs", "max_rel", "hand", "ref"):
+            d[k] = _json_float(d[k])
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafReport:
+    """One leaf of the gradient pytree.
+
+    Attributes:
+      path: the leaf's name, e.g. ``W1`` or ``layers/0/A``.
+      shape: the shape of the true gradient leaf.
+      dtype: its dtype.
+      vs_auto: the comparison with ``jax.grad`` (``None`` when the leaf could not be compared).
+      vs_fd: the comparison with finite differences (``None`` when not run).
+      problem: what is wrong with the leaf's structure (missing, extra, shape, dtype,
+        non-finite), or ``None``.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    vs_auto: Comparison | None = None
+    vs_fd: Comparison | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.problem is None
+            and self.vs_auto is not None
+            and self.vs_auto.ok
+            and (self.vs_fd is None or self.vs_fd.ok)
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "ok": self.ok,
+            "problem": self.problem,
+            "vs_auto": None if self.vs_auto is None else self.vs_auto.to_dict(),
+            "vs_fd": None if self.vs_fd is None else self.vs_fd.to_dict(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class GradReport:
+    """The result of :func:`check_grads`: truthy when every leaf passes.
+
+    Attributes:
+      leaves: one :class:`LeafReport` per leaf, in the order of the true gradient's leaves
+        (followed by leaves the hand gradient has in excess).
+      dtype: the dtype the check ran in.
+      loss: the loss value at the checked point.
+      name: an optional name of what was checked (a model's name).
+      source: an optional citation of what was checked.
+    """
+
+    leaves: tuple[LeafReport, ...]
+    dtype: str
+    loss: float
+    name: str | None = None
+    source: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(leaf.ok for leaf in self.leaves)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """The paths of the leaves that fail, in order."""
+        return tuple(leaf.path for leaf in self.leaves if not leaf.ok)
+
+    def __getitem__(self, path: str) -> LeafReport:
+        for leaf in self.leaves:
+            if leaf.path == path:
+                return leaf
+        raise KeyError(f"no leaf {path!r}; leaves are {[leaf.path for leaf in self.leaves]}")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: name, source, ok, dtype, loss, failing, and every leaf's figures."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "ok": self.ok,
+            "dtype": self.dtype,
+            "loss": _json_float(self.loss),
+            "failing": list(self.failing),
+            "leaves": [leaf.to_dict() for leaf in self.leaves],
+        }
+
+    def __str__(self) -> str:
+        title = self.name or "gradient check"
+        head = f"{title}  [{self.dtype}]" + (f"  source: {self.source}" if self.source else "")
+        return head + "\n" + format_table(self.leaves)
+
+    def raise_if_failed(self) -> GradReport:
+        """Returns the report if it passes.
+
+        Raises:
+          GradientCheckError: naming every failing leaf, with the table.
+        """
+        if not self.ok:
+            raise GradientCheckError(
+                f"hand gradient is wrong at {', '.join(self.failing)}\n{self}"
+            )
+        return self
+
+
+def format_table(leaves: Sequence[LeafReport]) -> str:
+    """The per-leaf table of a report, one line per leaf."""
+    header = ("leaf", "shape", "rel err vs jax.grad", "worst at", "rel err vs FD", "n FD", "")
+    rows = [header]
+    for leaf in leaves:
+        a, f = leaf.vs_auto, leaf.vs_fd
+        status = "ok" if leaf.ok else ("FAIL: " + leaf.problem if leaf.problem else "FAIL")
+        rows.append(
+            (
+                leaf.path,
+                "x".join(map(str, leaf.shape)) or "scalar",
+                f"{a.max_rel:.2e}" if a else "-",
+                str(list(a.worst_index)) if a else "-",
+                f"{f.max_rel:.2e}" if f else "-",
+                str(f.n_compared) if f else "-",
+                status,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows
+    )
+
+
+def _json_float(v: float) -> float | str:
+    return float(v) if math.isfinite(v) else str(v)
+
+
+def _cast(tree: PyTree, dtype) -> PyTree:
+    """Casts the floating-point leaves of a pytree to ``dtype``; other leaves pass through."""
+
+    def cast(x):
+        if isinstance(x, (jax.Array, np.ndarray, float)) and jnp.issubdtype(
+            jnp.result_type(x), jnp.floating
+        ):
+            return jnp.asarray(x, dtype)
+        return x
+
+    return jax.tree.map(cast, tree)
+
+
+def _paths(tree: PyTree) -> dict[str, Any]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {leaf_path(p): leaf for p, leaf in leaves}
+
+
+def _compare(reference, hand, ref, scale, rtol, index_of=None) -> Comparison:
+    """Compares two flat float arrays of the same length; ``index_of`` maps a flat position to
+    the leaf's index."""
+    err = np.abs(hand - ref)
+    if not np.all(np.isfinite(err)):
+        k = int(np.argmax(~np.isfinite(err)))
+        max_abs = max_rel = math.inf
+    else:
+        k = int(np.argmax(err))
+        max_abs = float(err[k])
+        max_rel = max_abs / scale
+    return Comparison(
+        reference=reference,
+        max_abs=max_abs,
+        max_rel=max_rel,
+        worst_index=index_of(k),
+        hand=float(hand[k]),
+        ref=float(ref[k]),
+        n_compared=int(err.size),
+        rtol=rtol,
+    )
+
+
+def check_grads(
+    loss_fn: Callable[..., jax.Array],
+    grad_fn: Callable[..., PyTree],
+    params: PyTree,
+    *args: Any,
+    dtype: Any = "float64",
+    rtol: float | None = None,
+    fd: bool = True,
+    fd_rtol: float | None = None,
+    fd_samples: int = 32,
+    jit: bool = True,
+    seed: int = 0,
+    name: str | None = None,
+    source: str | None = None,
+    raise_on_failure: bool = False,
+) -> GradReport:
+    """Checks a hand-written gradient against ``jax.grad`` and finite differences, leaf by leaf.
+
+    Args:
+      loss_fn: ``(params, *args) -> scalar``.
+      grad_fn: ``(params, *args) -> grads``, the hand-written ∂loss/∂params, a pytree with the
+        structure, shapes and dtypes of ``params``.
+      params: the point to check at, any pytree of arrays.
+      *args: the further arguments of both functions (data, labels); their floating-point
+        leaves are cast to ``dtype`` like the parameters.
+      dtype: ``"float64"`` (the default: the check turns 64-bit mode on for its own duration) or
+        ``"float32"``.
+      rtol: tolerance on the relative error against ``jax.grad``; defaults by dtype.
+      fd: whether to compare with central finite differences too.
+      fd_rtol: tolerance against finite differences; defaults by dtype.
+      fd_samples: the most elements per leaf compared by finite differences.
+      jit: run both gradients (and the finite differences) under ``jax.jit``.
+      seed: chooses the elements sampled for finite differences.
+      name: a name for the report (e.g. the model's).
+      source: a citation for the report.
+      raise_on_failure: raise :class:`GradientCheckError` instead of returning a failing report.
+
+    Returns:
+      A :class:`GradReport`.
+
+    Raises:
+      ValueError: if a parameter is not finite (NaN or inf; the message names the leaf), or the
+        loss is not a finite scalar, or ``dtype`` is not float32/float64.
+      GradientCheckError: if ``raise_on_failure`` and the check fails.
+    """
+    dtype = jnp.dtype(dtype)
+    auto_rtol, default_fd_rtol = default_tolerances(dtype)
+    rtol = auto_rtol if rtol is None else rtol
+    fd_rtol = default_fd_rtol if fd_rtol is None else fd_rtol
+    if fd_samples < 1:
+        raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
+    x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
+    with x64:
+        report = _check(
+            loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed
+        )
+    report = dataclasses.replace(report, name=name, source=source)
+    if raise_on_failure:
+        report.raise_if_failed()
+    return report
+
+
+def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed):
+    params, args = _cast(params, dtype), _cast(args, dtype)
+    param_leaves = _paths(params)
+    bad = [p for p, v in param_leaves.items() if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
+
+    maybe_jit = jax.jit if jit else (lambda f: f)
+    loss = float(np.asarray(maybe_jit(loss_fn)(params, *args)))
+    if not math.isfinite(loss):
+        raise ValueError(f"the loss is not finite at these parameters: {loss}")
+    auto = maybe_jit(jax.grad(loss_fn))(params, *args)
+    hand = maybe_jit(grad_fn)(params, *args)
+
+    auto_leaves, hand_leaves = _paths(auto), _paths(hand)
+    scales = [float(np.max(np.abs(np.asarray(v)), initial=0.0)) for v in auto_leaves.values()]
+    floor = max(max(scales, default=0.0) * 1e-6, float(np.finfo(dtype).tiny))
+
+    leaves: list[LeafReport] = []
+    compared: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for path, a in auto_leaves.items():
+        a = np.asarray(a)
+        meta = {"path": path, "shape": a.shape, "dtype": str(a.dtype)}
+        if path not in hand_leaves:
+            leaves.append(LeafReport(**meta, problem="missing from the hand gradient"))
+            continue
+        h = hand_leaves[path]
+        h_shape, h_dtype = jnp.shape(h), jnp.result_type(h) if h is not None else None
+        if h_shape != a.shape:
+            problem = f"hand gradient has shape {h_shape}, expected {a.shape}"
+            leaves.append(LeafReport(**meta, problem=problem))
+            continue
+        if h_dtype != a.dtype:
+            problem = f"hand gradient has dtype {h_dtype}, expected {a.dtype}"
+            leaves.append(LeafReport(**meta, problem=problem))
+            continue
+        h = np.asarray(h)
+        scale = max(float(np.max(np.abs(a), initial=0.0)), floor)
+        vs_auto = _compare(
+            "jax.grad", h.ravel(), a.ravel(), scale, rtol,
+            lambda k, s=a.shape: tuple(int(i) for i in np.unravel_index(k, s)) if s else (),
+        )  # fmt: skip
+        problem = None if np.all(np.isfinite(h)) else "hand gradient is not finite"
+        leaves.append(LeafReport(**meta, vs_auto=vs_auto, problem=problem))
+        compared.append((path, h, a))
+    for path, h in hand_leaves.items():
+        if path not in auto_leaves:
+            leaves.append(
+                LeafReport(
+                    path=path,
+                    shape=tuple(jnp.shape(h)),
+                    dtype=str(jnp.result_type(h)),
+                    problem="not a parameter: the hand gradient has this leaf in excess",
+                )
+            )
+
+    if fd and compared:
+        fd_by_leaf = _finite_differences(
+            loss_fn, params, args, compared, fd_samples, seed, dtype, loss, jit
+        )
+        leaves = [
+            dataclasses.replace(leaf, vs_fd=_fd_comparison(fd_by_leaf[leaf.path], fd_rtol))
+            if leaf.path in fd_by_leaf
+            else leaf
+            for leaf in leaves
+        ]
+    return GradReport(leaves=tuple(leaves), dtype=dtype.name, loss=loss)
+
+
+def _finite_differences(loss_fn, params, args, compared, fd_samples, seed, dtype, loss, jit):
+    """Central differences at a sample of elements of every compared leaf."""
+    flat, unravel = ravel_pytree(params)
+    offsets, start = {}, 0
+    for path, leaf in _paths(params).items():
+        offsets[path] = start
+        start += int(np.size(leaf))
+    rng = np.random.default_rng(seed)
+    picks: dict[str, np.ndarray] = {}
+    for path, h, a in compared:
+        n = h.size
+        if n <= fd_samples:
+            picks[path] = np.arange(n)
+        else:
+            worst = int(np.argmax(np.abs(h - a)))
+            others = rng.choice(np.delete(np.arange(n), worst), fd_samples - 1, replace=False)
+            picks[path] = np.sort(np.concatenate([[worst], others]))
+    index = np.concatenate([offsets[p] + picks[p] for p in picks]).astype(np.int64)
+
+    eps = float(np.finfo(dtype).eps)
+    theta = np.asarray(flat)[index]
+    steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(theta))
+
+    def central(i, step):
+        # (L(θ + h e_i) − L(θ − h e_i)) / 2h: the limit of (5.39), taken symmetrically.
+        e = jnp.zeros_like(flat).at[i].set(step)
+        plus = loss_fn(unravel(flat + e), *args)
+        minus = loss_fn(unravel(flat - e), *args)
+        return (plus - minus) / (2 * step)
+
+    def all_central(index, steps):
+        return jax.lax.map(lambda a: central(*a), (index, steps), batch_size=64)
+
+    run = jax.jit(all_central) if jit else all_central
+    values = np.asarray(run(jnp.asarray(index), jnp.asarray(steps, dtype)))
+    noise = 10 * eps ** (2 / 3) * max(1.0, abs(loss))
+    out, k = {}, 0
+    for path, h, _ in compared:
+        m = len(picks[path])
+        out[path] = (h.ravel()[picks[path]], values[k : k + m], picks[path], h.shape, noise)
+        k += m
+    return out
+
+
+def _fd_comparison(entry, fd_rtol) -> Comparison:
+    hand, ref, picks, shape, noise = entry
+    # The scale is floored at the method's own noise over the tolerance: a leaf of tiny gradients
+    # is compared absolutely, at the precision finite differences can reach.
+    scale = max(float(np.max(np.abs(ref), initial=0.0)), noise / fd_rtol)
+    return _compare(
+        "finite differences", hand, ref, scale, fd_rtol,
+        lambda k: tuple(int(i) for i in np.unravel_index(picks[k], shape)) if shape else (),
+    )  # fmt: skip

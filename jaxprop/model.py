@@ -1,0 +1,179 @@
+"""The model contract: a forward pass and a hand-derived backward pass over a parameter pytree.
+
+A :class:`Model` is one small immutable object, in the way ``optax.GradientTransformation`` is
+``(init, update)``:
+
+- ``init(key, **sizes) -> params``: a plain pytree of arrays (a dict);
+- ``forward(params, x, taps=None) -> (out, saved)``: the network output and a dict of the values
+  the backward pass needs (the named intermediates among them);
+- ``objective``: a :class:`jaxprop.losses.Loss` on the output, the mean over the batch, so that
+  ``model.loss(params, x, Y)`` is the scalar loss;
+- ``backward(params, x, saved, Y) -> (grads, adjoints)``: the hand-derived chain rule, written
+  from the saved values only; ``grads`` has the structure of ``params``, ``adjoints`` maps every
+  name in ``nodes`` to ∂L/∂(that node), the same shape as the node;
+- ``sample(key, params, batch) -> (x, Y)``: inputs and labels that fit ``params``;
+- ``nodes``: the names of the intermediate values, in forward order.
+
+The taps convention (used by the node-by-node check): when ``taps`` is a dict, ``forward`` adds
+``taps[name]`` to every named intermediate right where it is computed (:func:`tap`). With zero taps
+the forward pass is unchanged, and ``jax.grad`` of the loss with respect to the taps is the true
+adjoint of every node at once.
+
+>>> import jax, jax.numpy as jnp
+>>> from jaxprop import get_model
+>>> model = get_model("tanh-softmax")
+>>> params = model.init(jax.random.key(0), n_in=2, n_hidden=8, n_out=2)
+>>> x, Y = model.sample(jax.random.key(1), params, batch=4)
+>>> grads = model.grad(params, x, Y)
+>>> sorted(grads) == sorted(params)
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxprop.losses import Loss
+
+__all__ = ["Model", "tap"]
+
+Params = Any
+Array = jax.Array
+
+
+def tap(taps: Mapping[str, Array] | None, name: str, value: Array) -> Array:
+    """Returns ``value + taps[name]``, or ``value`` when there are no taps.
+
+    Every named intermediate of a forward pass goes through this, so that the gradient of the loss
+    with respect to a zero tap is the adjoint ∂L/∂value of that node.
+    """
+    if taps is None:
+        return value
+    return value + taps[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A network: its forward pass, its loss and its hand-derived backward pass.
+
+    Attributes:
+      name: a short name, unique in the registry.
+      source: the document and equations it implements, e.g. ``"001_...txt eqs (1)-(17)"``.
+      init: ``(key, **sizes) -> params``.
+      forward: ``(params, x, taps=None) -> (out, saved)``.
+      objective: the :class:`~jaxprop.losses.Loss` applied to ``out``.
+      backward: ``(params, x, saved, Y) -> (grads, adjoints)``.
+      sample: ``(key, params, batch) -> (x, Y)``.
+      nodes: names of the intermediates that ``backward`` returns adjoints of, in forward order.
+      check_labels: ``(out, Y) -> None``, raises ``ValueError`` when ``Y`` does not fit ``out``.
+    """
+
+    name: str
+    source: str
+    init: Callable[..., Params]
+    forward: Callable[..., tuple[Array, dict]]
+    objective: Loss
+    backward: Callable[..., tuple[Params, dict]]
+    sample: Callable[..., tuple[Array, Array]]
+    nodes: tuple[str, ...]
+    check_labels: Callable[[Array, Array], None] = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    def __post_init__(self):
+        if self.check_labels is None:
+            object.__setattr__(self, "check_labels", check_same_shape)
+
+    def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
+        """The scalar loss L(params; x, Y), the mean over the batch."""
+        out, _ = self.forward(params, x, taps)
+        self.check_labels(out, Y)
+        return self.objective.fn(out, Y)
+
+    def backward_from(self, params: Params, x: Array, Y: Array) -> tuple[Params, dict]:
+        """Runs the forward pass, then the hand backward: ``(grads, adjoints)``."""
+        out, saved = self.forward(params, x)
+        self.check_labels(out, Y)
+        return self.backward(params, x, saved, Y)
+
+    def grad(self, params: Params, x: Array, Y: Array) -> Params:
+        """The hand-derived gradient ∂L/∂params, the structure of ``params``."""
+        return self.backward_from(params, x, Y)[0]
+
+    def value_and_grad(self, params: Params, x: Array, Y: Array) -> tuple[Array, Params]:
+        """The loss and the hand-derived gradient from one forward pass."""
+        out, saved = self.forward(params, x)
+        self.check_labels(out, Y)
+        return self.objective.fn(out, Y), self.backward(params, x, saved, Y)[0]
+
+
+def check_same_shape(out: Array, Y: Array) -> None:
+    """Raises ``ValueError`` unless the labels have the output's shape."""
+    if jnp.shape(Y) != jnp.shape(out):
+        raise ValueError(
+            f"labels Y have shape {jnp.shape(Y)} but the network output has shape "
+            f"{jnp.shape(out)}: expected Y of shape {jnp.shape(out)}"
+        )
+
+
+def check_param_shapes(
+    params: Params, spec: Mapping[str, tuple[str, ...]], model: str
+) -> dict[str, int]:
+    """Checks a dict of parameters against named dimensions and returns the sizes.
+
+    Args:
+      params: the parameter dict.
+      spec: for each key, the names of its dimensions, e.g. ``{"W": ("n_hidden", "n_in"),
+        "b": ("n_hidden",)}``; a name takes its size from the first leaf that has it.
+      model: the model's name, for the message.
+
+    Returns:
+      The size of every named dimension.
+
+    Raises:
+      ValueError: naming the leaf, its shape and the shape expected, when a key is missing or
+        extra or two leaves disagree on a dimension.
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{model}: params must be a dict, got {type(params).__name__}")
+    missing = sorted(set(spec) - set(params))
+    extra = sorted(set(params) - set(spec))
+    if missing or extra:
+        raise ValueError(
+            f"{model}: params have keys {sorted(params)}; expected {sorted(spec)}"
+            + (f" (missing {missing})" if missing else "")
+            + (f" (unexpected {extra})" if extra else "")
+        )
+    sizes: dict[str, int] = {}
+    origin: dict[str, str] = {}
+    for key, dims in spec.items():
+        shape = jnp.shape(params[key])
+        if len(shape) != len(dims):
+            raise ValueError(
+                f"{model}: params[{key!r}] has shape {shape}; expected {len(dims)} dimensions "
+                f"({', '.join(dims)})"
+            )
+        for dim, size in zip(dims, shape):
+            if dim not in sizes:
+                sizes[dim], origin[dim] = size, key
+            elif sizes[dim] != size:
+                expected = tuple(sizes.get(d, "?") for d in dims)
+                raise ValueError(
+                    f"{model}: params[{key!r}] has shape {shape}, expected {expected} = "
+                    f"({', '.join(dims)}): {dim} = {sizes[dim]} from params[{origin[dim]!r}]"
+                )
+    return sizes
+
+
+def check_input(x: Array, width: int, model: str, what: str = "x") -> None:
+    """Raises ``ValueError`` unless ``x`` is a batch of rows of the given width."""
+    if jnp.ndim(x) != 2 or jnp.shape(x)[1] != width:
+        raise ValueError(
+            f"{model}: input {what} has shape {jnp.shape(x)}; expected (batch, {width}), "
+            f"one row of width {width} per example"
+        )

@@ -1,0 +1,48 @@
+"""The built-in models, one module per source document, and their registry.
+
+>>> from jaxprop import model_names
+>>> "tanh-softmax" in model_names()
+True
+"""
+
+from __future__ import annotations
+
+from jaxprop.model import Model
+from jaxprop.models import seed000, seed001
+
+__all__ = ["REGISTRY", "get_model", "model_names", "register"]
+
+REGISTRY: dict[str, Model] = {}
+
+
+def register(model: Model) -> Model:
+    """Adds a model to the registry that ``jaxprop verify`` checks; returns it.
+
+    Raises:
+      ValueError: if another model is registered under the same name.
+    """
+    if model.name in REGISTRY and REGISTRY[model.name] is not model:
+        raise ValueError(f"a model named {model.name!r} is already registered")
+    REGISTRY[model.name] = model
+    return model
+
+
+def get_model(name: str) -> Model:
+    """The registered model called ``name``.
+
+    Raises:
+      ValueError: for an unknown name; the message lists the registered ones.
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; expected one of {model_names()}") from None
+
+
+def model_names() -> list[str]:
+    """The names of the registered models, in registration order."""
+    return list(REGISTRY)
+
+
+register(seed000.two_layer_mse())
+register(seed001.tanh_softmax())
