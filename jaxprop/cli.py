@@ -18,7 +18,6 @@ __all__ = ["main"]
 def _verify(args: argparse.Namespace) -> int:
     from jaxprop.check import format_table
     from jaxprop.models import get_model, model_names
-    from jaxprop.verify import verify_model
 
     names = args.model or model_names()
     try:
@@ -26,8 +25,7 @@ def _verify(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _usage_error(str(e))
     reports = [
-        verify_model(m, seed=args.seed, dtype=args.dtype, jit=args.jit, batch=args.batch)
-        for m in models
+        m.check(seed=args.seed, dtype=args.dtype, jit=args.jit, batch=args.batch) for m in models
     ]
     ok = all(reports)
     if args.json:

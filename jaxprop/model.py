@@ -105,6 +105,14 @@ class Model:
         """The hand-derived gradient ∂L/∂params, the structure of ``params``."""
         return self.backward_from(params, x, Y)[0]
 
+    def check(self, *, seed: int = 0, dtype="float64", jit: bool = True, batch: int = 16):
+        """Verifies the hand gradient at random parameters and data (see
+        :func:`jaxprop.verify_model`); every registry entry has this method, which is all that
+        ``jaxprop verify`` calls."""
+        from jaxprop.verify import verify_model
+
+        return verify_model(self, seed=seed, dtype=dtype, jit=jit, batch=batch)
+
     def value_and_grad(self, params: Params, x: Array, Y: Array) -> tuple[Array, Params]:
         """The loss and the hand-derived gradient from one forward pass."""
         out, saved = self.forward(params, x)

@@ -1,5 +1,9 @@
 """The built-in models, one module per source document, and their registry.
 
+A registry entry is anything with a ``name``, a ``source`` and a method
+``check(*, seed, dtype, jit, batch) -> GradReport``: every :class:`~jaxprop.Model` is one, and so is
+a worked example that is not a network (a Jacobian, a scalar function) but is verified the same way.
+
 >>> from jaxprop import model_names
 >>> "tanh-softmax" in model_names()
 True
@@ -12,7 +16,7 @@ from jaxprop.models import seed000, seed001
 
 __all__ = ["REGISTRY", "get_model", "model_names", "register"]
 
-REGISTRY: dict[str, Model] = {}
+REGISTRY: dict[str, Model] = {}  # or any entry with name, source and check()
 
 
 def register(model: Model) -> Model:
