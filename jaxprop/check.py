@@ -239,9 +239,7 @@ class GradReport:
           GradientCheckError: naming every failing leaf, with the table.
         """
         if not self.ok:
-            raise GradientCheckError(
-                f"hand gradient is wrong at {', '.join(self.failing)}\n{self}"
-            )
+            raise GradientCheckError(f"hand gradient is wrong at {', '.join(self.failing)}\n{self}")
         return self
 
 
@@ -265,7 +263,7 @@ def format_table(leaves: Sequence[LeafReport]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows
     )
 
 

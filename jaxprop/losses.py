@@ -9,8 +9,8 @@ gradient's scale independent of the batch size; a single example is a batch of o
 >>> y, Y = jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 0.0]])
 >>> float(LOSSES["half_squared_error"].fn(y, Y))
 2.5
->>> LOSSES["half_squared_error"].grad(y, Y)
-Array([[1., 2.]], dtype=float32)
+>>> LOSSES["half_squared_error"].grad(y, Y).tolist()
+[[1.0, 2.0]]
 """
 
 from __future__ import annotations
@@ -84,9 +84,7 @@ def _mean_squared_error_grad(out, y):
 
 
 LOSSES: dict[str, Loss] = {
-    "half_squared_error": Loss(
-        "half_squared_error", _half_squared_error, _half_squared_error_grad
-    ),
+    "half_squared_error": Loss("half_squared_error", _half_squared_error, _half_squared_error_grad),
     "softmax_cross_entropy": Loss(
         "softmax_cross_entropy", _softmax_cross_entropy, _softmax_cross_entropy_grad
     ),

@@ -120,12 +120,22 @@ class Model:
         return self.objective.fn(out, Y), self.backward(params, x, saved, Y)[0]
 
 
+def _dtype(x) -> jnp.dtype:
+    # The dtype JAX computes in: a float64 NumPy array is float32 unless 64-bit mode is on.
+    return jax.dtypes.canonicalize_dtype(jnp.result_type(x))
+
+
 def check_same_shape(out: Array, Y: Array) -> None:
-    """Raises ``ValueError`` unless the labels have the output's shape."""
+    """Raises ``ValueError`` unless the labels have the output's shape and dtype."""
     if jnp.shape(Y) != jnp.shape(out):
         raise ValueError(
             f"labels Y have shape {jnp.shape(Y)} but the network output has shape "
             f"{jnp.shape(out)}: expected Y of shape {jnp.shape(out)}"
+        )
+    if _dtype(Y) != _dtype(out):
+        raise ValueError(
+            f"labels Y have dtype {_dtype(Y)} but the network output is {_dtype(out)}: "
+            f"cast Y with Y.astype({_dtype(out).name!r})"
         )
 
 
@@ -166,7 +176,7 @@ def check_param_shapes(
                 f"{model}: params[{key!r}] has shape {shape}; expected {len(dims)} dimensions "
                 f"({', '.join(dims)})"
             )
-        for dim, size in zip(dims, shape):
+        for dim, size in zip(dims, shape, strict=False):
             if dim not in sizes:
                 sizes[dim], origin[dim] = size, key
             elif sizes[dim] != size:
@@ -178,10 +188,16 @@ def check_param_shapes(
     return sizes
 
 
-def check_input(x: Array, width: int, model: str, what: str = "x") -> None:
-    """Raises ``ValueError`` unless ``x`` is a batch of rows of the given width."""
+def check_input(x: Array, width: int, model: str, dtype=None, what: str = "x") -> None:
+    """Raises ``ValueError`` unless ``x`` is a batch of rows of the given width (and, when
+    ``dtype`` is given, of the parameters' dtype)."""
     if jnp.ndim(x) != 2 or jnp.shape(x)[1] != width:
         raise ValueError(
             f"{model}: input {what} has shape {jnp.shape(x)}; expected (batch, {width}), "
             f"one row of width {width} per example"
+        )
+    if dtype is not None and _dtype(x) != _dtype(dtype):
+        raise ValueError(
+            f"{model}: input {what} has dtype {_dtype(x)} but the parameters are "
+            f"{_dtype(dtype)}: cast {what} with {what}.astype({_dtype(dtype).name!r})"
         )

@@ -25,7 +25,10 @@ def random_point(model: Model, key: jax.Array, batch: int = 16, **sizes):
     noise = jax.random.split(k_noise, len(leaves))
     params = jax.tree.unflatten(
         treedef,
-        [p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, noise)],
+        [
+            p + 0.1 * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, noise, strict=False)
+        ],
     )
     x, Y = model.sample(k_data, params, batch)
     return params, x, Y

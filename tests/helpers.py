@@ -29,7 +29,7 @@ def assert_trees_close(actual, expected, rtol: float | None = None, *, dtype=Non
     chex.assert_trees_all_equal_shapes_and_dtypes(actual, expected)
     leaves, _ = jax.tree_util.tree_flatten_with_path(expected)
     got = jax.tree.leaves(actual)
-    for (path, e), a in zip(leaves, got):
+    for (path, e), a in zip(leaves, got, strict=False):
         e, a = np.asarray(e), np.asarray(a)
         tol = rtol if rtol is not None else RTOL[str(dtype or e.dtype)]
         scale = max(float(np.max(np.abs(e), initial=0.0)), 1e-300)

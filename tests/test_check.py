@@ -119,7 +119,7 @@ def test_structure_mismatches_are_reported_by_leaf_path(point):
 def test_non_finite_parameters_are_reported_not_hidden(point):
     model, params, x, Y = point
     bad = {**params, "b1": params["b1"].at[2].set(jnp.nan)}
-    with pytest.raises(ValueError, match="not finite.*b1"):
+    with pytest.raises(ValueError, match=r"not finite.*b1"):
         check_grads(model.loss, model.grad, bad, x, Y)
 
 

@@ -78,7 +78,7 @@ def test_adjoints_cover_every_node_with_its_shape(name):
     model = jaxprop.get_model(name)
     params, x, Y = _point(model, jax.random.key(1), 3, "float64")
     _, saved = model.forward(params, x)
-    grads, adjoints = model.backward(params, x, saved, Y)
+    _grads, adjoints = model.backward(params, x, saved, Y)
     assert tuple(adjoints) == model.nodes or set(adjoints) == set(model.nodes)
     for node in model.nodes:
         assert adjoints[node].shape == saved[node].shape, node

@@ -50,7 +50,12 @@ def init(key, n_in: int = 3, n_hidden: int = 16, n_out: int = 2, dtype=jnp.float
     }
 
 
-_SHAPES = {"W": ("n_hidden", "n_in"), "b": ("n_hidden",), "U": ("n_out", "n_hidden"), "c": ("n_out",)}
+_SHAPES = {
+    "W": ("n_hidden", "n_in"),
+    "b": ("n_hidden",),
+    "U": ("n_out", "n_hidden"),
+    "c": ("n_out",),
+}
 
 
 def _forward_one(params, x, f: Activation, g: Activation, taps):
@@ -96,7 +101,8 @@ def two_layer_mse(f: str | Activation = "tanh", g: str | Activation = "sigmoid")
     loss = LOSSES["half_squared_error"]
 
     def forward(params, x, taps=None):
-        check_input(x, check_param_shapes(params, _SHAPES, _NAME)["n_in"], _NAME)
+        sizes = check_param_shapes(params, _SHAPES, _NAME)
+        check_input(x, sizes["n_in"], _NAME, params["W"].dtype)
         return jax.vmap(_forward_one, in_axes=(None, 0, None, None, 0))(params, x, f, g, taps)
 
     def backward(params, x, saved, Y):

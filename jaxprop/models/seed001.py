@@ -1,4 +1,4 @@
-"""Seed 001, "tanh–softmax 2-500-2": z1 = x W1 + b1, a1 = tanh(z1), z2 = a1 W2 + b2, ŷ = softmax(z2).
+"""Seed 001, "tanh–softmax 2-500-2": z1 = x W1 + b1, a1 = tanh z1, z2 = a1 W2 + b2, ŷ = softmax z2.
 
 Source: 001_90440b38c2c51fc3.txt, eqs (1)–(17). The document writes x as a row vector, so a batch
 is the matrix x of shape (B, n_in) with one example per row, and every equation holds for the batch
@@ -65,7 +65,8 @@ def forward(params, x, taps=None):
       ``(z2, saved)``: the logits z2 of shape (B, n_out) (the loss applies the softmax by
       log-sum-exp) and the saved values z1, a1, z2, y_hat.
     """
-    check_input(x, check_param_shapes(params, _SHAPES, _NAME)["n_in"], _NAME)
+    sizes = check_param_shapes(params, _SHAPES, _NAME)
+    check_input(x, sizes["n_in"], _NAME, params["W1"].dtype)
     z1 = tap(taps, "z1", x @ params["W1"] + params["b1"][None, :])  # eq (1)
     a1 = tap(taps, "a1", _tanh.fn(z1))  # eq (2)
     z2 = tap(taps, "z2", a1 @ params["W2"] + params["b2"][None, :])  # eq (3)
