@@ -11,6 +11,8 @@ ratio is of medians. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import statistics
 import time
 
@@ -31,6 +33,14 @@ def _time(fn, args) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
     return time.perf_counter() - t0
+
+
+def op_counts(fn, args) -> dict[str, int]:
+    """How many dots, fusions, transposes/copies and tanh/exp the compiled program runs."""
+    text = fn.lower(*args).compile().as_text()
+    ops = collections.Counter(re.findall(r"= \S+ (\w[\w-]*)\(", text))
+    kinds = ("dot", "fusion", "transpose", "copy", "tanh", "exponential", "gather")
+    return {k: ops[k] for k in kinds if ops[k]}
 
 
 def bench(sizes, batch, acts, rounds: int, dtype, neuron: bool) -> dict[str, float]:
@@ -54,7 +64,8 @@ def bench(sizes, batch, acts, rounds: int, dtype, neuron: bool) -> dict[str, flo
         for i in range(len(names)):
             name = names[(r + i) % len(names)]
             times[name].append(_time(fns[name], args))
-    return {name: statistics.median(t) for name, t in times.items()}
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return medians, {name: op_counts(fns[name], args) for name in ("jax.grad", "per-layer")}
 
 
 def main() -> None:
@@ -69,13 +80,14 @@ def main() -> None:
     print(f"{'net':<24}{'batch':>6}  {'act':<8}{'jax.grad':>11}{'per-layer':>11}"
           f"{'per-neuron':>12}{'layer/grad':>12}{'neuron/grad':>12}")  # fmt: skip
     for sizes, batch, acts in NETS:
-        t = bench(sizes, batch, acts, args.rounds, dtype, neuron=True)
+        t, ops = bench(sizes, batch, acts, args.rounds, dtype, neuron=True)
         net = "-".join(map(str, sizes))
         print(
             f"{net:<24}{batch:>6}  {acts:<8}{t['jax.grad'] * 1e6:>9.1f}us"
             f"{t['per-layer'] * 1e6:>9.1f}us{t['per-neuron'] * 1e6:>10.1f}us"
             f"{t['per-layer'] / t['jax.grad']:>12.3f}{t['per-neuron'] / t['jax.grad']:>12.3f}"
         )
+        print(f"{'':<8}compiled ops: jax.grad {ops['jax.grad']}; per-layer {ops['per-layer']}")
 
 
 if __name__ == "__main__":
