@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 from jaxprop.model import Model
-from jaxprop.models import seed000, seed001
+from jaxprop.models import seed000, seed001, seed003
 
 __all__ = ["REGISTRY", "get_model", "model_names", "register"]
 
@@ -50,3 +50,5 @@ def model_names() -> list[str]:
 
 register(seed000.two_layer_mse())
 register(seed001.tanh_softmax())
+register(seed003.neuron_net(backward="per-neuron"))
+register(seed003.neuron_net(backward="per-layer"))
