@@ -12,7 +12,9 @@ A :class:`Model` is one small immutable object, in the way ``optax.GradientTrans
   from the saved values only; ``grads`` has the structure of ``params``, ``adjoints`` maps every
   name in ``nodes`` to ∂L/∂(that node), the same shape as the node;
 - ``sample(key, params, batch) -> (x, Y)``: inputs and labels that fit ``params``;
-- ``nodes``: the names of the intermediate values, in forward order.
+- ``nodes``: the names of the intermediate values, in forward order: a tuple, or a function of
+  ``params`` for a model whose depth is set by its parameters (``model.node_names(params)``
+  answers either way).
 
 The taps convention (used by the node-by-node check): when ``taps`` is a dict, ``forward`` adds
 ``taps[name]`` to every named intermediate right where it is computed (:func:`tap`). With zero taps
@@ -69,7 +71,8 @@ class Model:
       objective: the :class:`~jaxprop.losses.Loss` applied to ``out``.
       backward: ``(params, x, saved, Y) -> (grads, adjoints)``.
       sample: ``(key, params, batch) -> (x, Y)``.
-      nodes: names of the intermediates that ``backward`` returns adjoints of, in forward order.
+      nodes: names of the intermediates that ``backward`` returns adjoints of, in forward order;
+        a tuple, or ``params -> tuple`` where the depth depends on the parameters.
       check_labels: ``(out, Y) -> None``, raises ``ValueError`` when ``Y`` does not fit ``out``.
     """
 
@@ -80,7 +83,7 @@ class Model:
     objective: Loss
     backward: Callable[..., tuple[Params, dict]]
     sample: Callable[..., tuple[Array, Array]]
-    nodes: tuple[str, ...]
+    nodes: tuple[str, ...] | Callable[[Params], tuple[str, ...]]
     check_labels: Callable[[Array, Array], None] = dataclasses.field(
         default=None, repr=False, compare=False
     )
@@ -88,6 +91,10 @@ class Model:
     def __post_init__(self):
         if self.check_labels is None:
             object.__setattr__(self, "check_labels", check_same_shape)
+
+    def node_names(self, params: Params) -> tuple[str, ...]:
+        """The names of the nodes of the network with these parameters, in forward order."""
+        return tuple(self.nodes(params) if callable(self.nodes) else self.nodes)
 
     def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
         """The scalar loss L(params; x, Y), the mean over the batch."""

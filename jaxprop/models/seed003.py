@@ -261,7 +261,7 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
       default, the default is widened to L + 1 sizes 4, 8, …, 8, 3); ``forward(params, x)`` takes x
       of shape (B, n_0) and returns out_L of shape (B, n_L); the loss is E of [7]; ``backward``
       returns the weight gradients and the adjoints ∂E/∂in_l, ∂E/∂out_l of every layer, each of
-      shape (B, n_l). ``nodes`` names the nodes at the default depth (see :func:`node_names`).
+      shape (B, n_l). ``model.node_names(params)`` names them (see :func:`node_names`).
 
     Raises:
       ValueError: for an unknown ``backward``, an unknown or non-elementwise activation, or a
@@ -325,6 +325,6 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
         objective=_loss,
         backward=backward_fn,
         sample=sample,
-        nodes=node_names(fixed_depth or len(_DEFAULT_SIZES) - 1),
+        nodes=lambda params: node_names(len(params)),
         check_labels=_check_labels,
     )
