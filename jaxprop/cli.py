@@ -19,8 +19,8 @@ __all__ = ["main"]
 
 def _verify(args: argparse.Namespace) -> int:
     from jaxprop.check import format_table
-    from jaxprop.nodes import format_node_table
     from jaxprop.models import get_model, model_names
+    from jaxprop.nodes import format_node_table
 
     names = args.model or model_names()
     try:

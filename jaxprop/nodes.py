@@ -173,7 +173,7 @@ def format_node_table(report: NodeReport) -> str:
         rows.append((name, "-", "-", "-", "-", "-", "FAIL: not a node of the model"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
 
 
@@ -251,7 +251,8 @@ def _compare_node(name, a, h, floor, rtol) -> NodeResult:
     if h is None:
         return NodeResult(**meta, problem="missing from the hand adjoints")
     if jnp.shape(h) != a.shape:
-        return NodeResult(**meta, problem=f"hand adjoint has shape {jnp.shape(h)}, expected {a.shape}")
+        problem = f"hand adjoint has shape {jnp.shape(h)}, expected {a.shape}"
+        return NodeResult(**meta, problem=problem)
     if jnp.result_type(h) != a.dtype:
         problem = f"hand adjoint has dtype {jnp.result_type(h)}, expected {a.dtype}"
         return NodeResult(**meta, problem=problem)
@@ -288,4 +289,3 @@ class ModelReport(GradReport):
     def __str__(self) -> str:
         text = super().__str__()
         return text if self.nodes is None else f"{text}\n{self.nodes}"
-
