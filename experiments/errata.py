@@ -509,7 +509,19 @@ class Result:
         return node_ok and self.corrected_nodes.ok and self.corrected_grads.ok
 
 
+_POINTS: dict = {}
+
+
 def _point(model, sizes, seed=0):
+    """Random parameters and data for the model, drawn once per network family and sizes (the
+    printed and corrected variants of a slip share their forward pass, init and sample)."""
+    key = (model.init.__qualname__, model.sample.__qualname__, tuple(sorted(sizes.items())), seed)
+    if key not in _POINTS:
+        _POINTS[key] = _draw(model, sizes, seed)
+    return _POINTS[key]
+
+
+def _draw(model, sizes, seed):
     k1, k2 = jax.random.split(jax.random.key(seed))
     params = model.init(k1, **sizes)
     params = jax.tree.map(lambda p: p + 0.1 * jnp.ones_like(p), params)  # nonzero biases
