@@ -43,7 +43,9 @@ def test_the_guide_runs_and_shows_what_it_prints():
     pairs = run_guide(text)
     assert len(pairs) >= 3
     for shown, printed in pairs:
-        assert normalise(shown) == normalise(printed), f"guide shows\n{shown}\nbut prints\n{printed}"
+        assert normalise(shown) == normalise(printed), (
+            f"guide shows\n{shown}\nbut prints\n{printed}"
+        )
 
 
 if __name__ == "__main__":  # regenerate nothing; print what the blocks print, to paste

@@ -1,5 +1,5 @@
-"""docs/errata.md's claims hold: each "as printed" backward variant of experiments/errata.py fails at
-exactly its node (or leaf), each corrected one passes, and the document lists every slip."""
+"""docs/errata.md's claims hold: each "as printed" backward variant of experiments/errata.py fails
+at exactly its node (or leaf), each corrected one passes, and the document lists every slip."""
 
 import importlib.util
 import pathlib
