@@ -55,9 +55,11 @@ def _verify(args: argparse.Namespace) -> int:
             node_report = getattr(r, "nodes", None)
             status = "ok" if r.ok else "FAIL at " + ", ".join(r.failing)
             if node_report is not None and not node_report.ok:
-                status = ("FAIL at " + ", ".join(r.failing) + ";" if r.failing else "FAIL:") + (
-                    f" first failing node {node_report.first_failing}"
-                )
+                status = "FAIL at " + ", ".join(r.failing) + ";" if r.failing else "FAIL:"
+                if node_report.first_failing is not None:
+                    status += f" first failing node {node_report.first_failing}"
+                else:
+                    status += " adjoints of unknown nodes " + ", ".join(node_report.extra)
             print(f"{r.name}  ({r.source})  loss {r.loss:.6g}  {status}")
             print("  " + format_table(r.leaves).replace("\n", "\n  "))
             if node_report is not None:

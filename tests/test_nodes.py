@@ -4,9 +4,9 @@ in turn, is found.
 The mutation test covers every :class:`~jaxprop.Model` in ``jaxprop.REGISTRY`` (models added later
 are covered without editing this file, as long as their module follows docs/nodes.md): it parses the
 model's module, and for EACH assignment statement inside a function whose name contains "backward"
-it rebuilds the module from source with that one statement's value scaled by 1.5, rebuilds the model
-through the module's ``models()``, and checks that the node check and the gradient check blame
-exactly that statement's node (or parameter leaf).
+(and that the model's backward pass runs) it rebuilds the module from source with that one
+statement's value scaled by 1.5, rebuilds the model through the module's ``models()``, and checks
+that the node check and the gradient check blame exactly that statement's node (or parameter leaf).
 
 The expected outcome of a statement is read off the backward pass itself: a variable that the
 backward returns as the adjoint of a node (a dict literal keyed by node names, e.g.
@@ -130,10 +130,32 @@ def _backward_functions(tree: ast.Module):
     ]
 
 
-def _assignments(tree: ast.Module):
-    """Every assignment statement inside a backward function, once each, in source order."""
+def _functions_run_by(model: Model, module: types.ModuleType) -> set[int]:
+    """The first lines of the module's functions that the model's backward pass runs (a module
+    may hold the backward passes of several models, or helpers that this one does not call)."""
+    params, x, Y = random_point(model, jax.random.key(0), batch=2)
+    _, saved = model.forward(params, x)
+    lines: set[int] = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == module.__file__:
+            lines.add(frame.f_code.co_firstlineno)
+
+    sys.setprofile(profile)
+    try:
+        model.backward(params, x, saved, Y)
+    finally:
+        sys.setprofile(None)
+    return lines
+
+
+def _assignments(tree: ast.Module, run: set[int]):
+    """Every assignment statement inside a backward function that the model runs, once each, in
+    source order."""
     seen, out = set(), []
     for fn in _backward_functions(tree):
+        if min([d.lineno for d in fn.decorator_list] + [fn.lineno]) not in run:
+            continue
         for node in ast.walk(fn):
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and node.value:
                 key = (node.lineno, node.col_offset)
@@ -196,7 +218,7 @@ def _mutants():
         param_names = {jaxprop.check.leaf_path(p) for p, _ in
                        jax.tree_util.tree_flatten_with_path(params)[0]}  # fmt: skip
         to_node, to_leaf = _name_maps(tree, model, param_names)
-        for stmt in _assignments(tree):
+        for stmt in _assignments(tree, _functions_run_by(model, module)):
             text = ast.unparse(stmt)
             expect = _expectation(model, text, _targets(stmt), to_node, to_leaf)
             mutated = copy.deepcopy(tree)
