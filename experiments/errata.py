@@ -623,8 +623,8 @@ def evidence_loss_sign() -> dict:
             s = _sigmoid.fn(z)
             return jnp.sum(y * jnp.log(s) + (1 - y) * jnp.log(1 - s))
 
-        def cross_entropy(z):
-            return -printed(z)
+        def cross_entropy(z):  # the binary cross-entropy, written independently of (5)
+            return -jnp.sum(y * jax.nn.log_sigmoid(z) + (1 - y) * jax.nn.log_sigmoid(-z))
 
         grad_printed = jax.grad(printed)(z2)
         eq7 = y - _sigmoid.fn(z2)  # eq (7) as printed
@@ -713,6 +713,13 @@ def evidence_correct_formulas() -> list[tuple[str, str, float]]:
         out.append(("002 backward path (2)", "∂E/∂b0 = (f2 − Y)ᵀ diag σ′(Z2) A1 diag σ′(Z1) I",
                     rel(path2, g0)))  # fmt: skip
 
+        # 002 lecture: E = ½‖Ŷ(θ) − Y‖², ∂E/∂θ = (Ŷ(θ) − Y)ᵀ ∂Ŷ/∂θ, for Ŷ(θ) = tanh(A θ).
+        Yl = jax.random.normal(k3, (4,), jnp.float64)
+        Yhat = lambda th: jnp.tanh(A @ th)  # noqa: E731
+        El = lambda th: 0.5 * jnp.sum((Yhat(th) - Yl) ** 2)  # noqa: E731
+        printed = (Yhat(x) - Yl) @ jax.jacobian(Yhat)(x)
+        out.append(("002 lecture", "∂E/∂θ = (Ŷ(θ) − Y)ᵀ ∂Ŷ(θ)/∂θ", rel(printed, jax.grad(El)(x))))
+
         # 003: the batch MSE derivative 2/(b|out|)(out − y).
         out_, yy = jax.random.normal(k1, (4, 2), jnp.float64), jax.random.normal(k2, (4, 2))
         mse = lambda o: jnp.sum((yy - o) ** 2) / o.size  # noqa: E731
@@ -752,6 +759,13 @@ NOTATION = [
         "j = 0, …, K − 1 (θ = {A_0, b_0, …, A_{K−1}, b_{K−1}}, as (5.114) then says)",
     ),
     ("002", "(5.92)", "'We stack the partial derivatives (5.91)'", "(5.90) and (5.91)"),
+    (
+        "003",
+        "batch MSE",
+        "1/(b|out|) Σ_{i=0}^{b} (y_i − out_i)²: b + 1 terms",
+        "Σ_{i=1}^{b} (the mean over the b examples and the |out| outputs)",
+    ),
+    ("001", "eq (8)", "∂z2/∂w2 (lower-case w2)", "∂z2/∂W2"),
     (
         "003",
         "hidden-layer recursion",
@@ -872,8 +886,8 @@ def render(results: list[Result]) -> str:
     out += ["", "## Slips of notation, and forms that only inherit a slip above", ""]
     out.append(_table(NOTATION, ("doc", "where", "as printed", "should read")))
     out += ["", "## Checked and found correct", "",
-            "Every other formula was checked; these are the ones with a value to compare, the "
-            "maximum relative error against `jax.grad`/`jax.jacobian`:", ""]  # fmt: skip
+            "The formulas that were checked and hold, those with a value to compare: the maximum "
+            "relative error against `jax.grad`/`jax.jacobian`:", ""]  # fmt: skip
     rows = [(n, f, f"{e:.1e}") for n, f, e in evidence_correct_formulas()]
     out.append(_table(rows, ("where", "formula", "max rel error")))
     out += [
