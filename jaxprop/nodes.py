@@ -46,7 +46,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop.check import Comparison, GradReport, _cast, _compare, default_tolerances
+from jaxprop.check import (
+    Comparison,
+    GradientCheckError,
+    GradReport,
+    _cast,
+    _compare,
+    default_tolerances,
+)
 from jaxprop.model import Model
 
 __all__ = ["ModelReport", "NodeReport", "NodeResult", "check_nodes", "true_adjoints"]
@@ -225,8 +232,21 @@ def check_nodes(
       A :class:`NodeReport`; ``report.first_failing`` names the faulty step.
 
     Raises:
-      ValueError: if the forward pass does not save a node, or the dtype is not supported.
+      TypeError: if ``model`` is not a Model.
+      ValueError: if the model names no nodes, the forward pass does not save one of them, or
+        the dtype is not supported.
     """
+    for attr in ("forward", "backward", "nodes", "loss", "backward_from"):
+        if not hasattr(model, attr):
+            raise TypeError(
+                f"check_nodes needs a jaxprop.Model (forward with taps, backward with adjoints, "
+                f"nodes); got {type(model).__name__} without {attr!r}"
+            )
+    if not model.nodes:
+        raise ValueError(
+            f"{model.name}: model.nodes is empty; name the intermediates that forward taps and "
+            "backward returns adjoints of, e.g. nodes=('z1', 'a1')"
+        )
     dtype = jnp.dtype(dtype)
     rtol = default_tolerances(dtype)[0] if rtol is None else rtol
     x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
@@ -279,6 +299,26 @@ class ModelReport(GradReport):
 
     def __bool__(self) -> bool:
         return self.ok
+
+    @property
+    def first_failing_node(self) -> str | None:
+        """The first node, in backward order, whose hand adjoint departs (``None`` if all pass
+        or there is no node table)."""
+        return None if self.nodes is None else self.nodes.first_failing
+
+    def raise_if_failed(self) -> ModelReport:
+        """Returns the report if every leaf and node passes.
+
+        Raises:
+          GradientCheckError: naming the failing leaves and the first failing node, with both
+            tables.
+        """
+        if not self.ok:
+            where = [f"leaves {', '.join(self.failing)}"] if self.failing else []
+            if self.first_failing_node is not None:
+                where.append(f"first failing node {self.first_failing_node}")
+            raise GradientCheckError(f"hand backward pass is wrong: {'; '.join(where)}\n{self}")
+        return self
 
     def to_dict(self) -> dict:
         d = super().to_dict()

@@ -394,3 +394,22 @@ def test_float32_check():
     params, x, Y = random_point(model, jax.random.key(3), batch=3)
     report = check_nodes(model, params, x, Y, dtype="float32")
     assert report.ok and report.dtype == "float32"
+
+
+def test_bad_models_are_clear_errors():
+    model = jaxprop.get_model("tanh-softmax")
+    params, x, Y = random_point(model, jax.random.key(2), batch=3, n_hidden=4)
+    with pytest.raises(ValueError, match="nodes is empty"):
+        check_nodes(dataclasses.replace(model, nodes=()), params, x, Y)
+    with pytest.raises(TypeError, match=r"jaxprop\.Model"):
+        check_nodes(object(), params, x, Y)
+
+
+def test_verify_model_with_nodes_raises_naming_the_node():
+    mutant = _mutant_of("tanh-softmax", _norm('da1 = dz2 @ params["W2"].T'))
+    report = jaxprop.verify_model(mutant, nodes=True, batch=3)
+    assert not report.ok and report.first_failing_node == "a1"
+    assert report.to_dict()["nodes"]["first_failing"] == "a1"
+    with pytest.raises(jaxprop.GradientCheckError, match="first failing node a1"):
+        report.raise_if_failed()
+    assert jaxprop.verify_model(jaxprop.get_model("two-layer-mse"), nodes=True, batch=3).ok
