@@ -328,3 +328,9 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
         nodes=lambda params: node_names(len(params)),
         check_labels=_check_labels,
     )
+
+
+def models() -> tuple[Model, ...]:
+    """The models this module registers: both backward passes (the registry builds them from here;
+    so does the mutation test of the backward pass, from a fresh copy of this module)."""
+    return (neuron_net(backward="per-neuron"), neuron_net(backward="per-layer"))
