@@ -2,7 +2,8 @@
 
 Every built-in model pairs a pure forward pass over a parameter pytree with a backward pass
 derived by hand from a source document's chain-rule formulas; :func:`check_grads` verifies any
-hand-written gradient, the built-in ones or a user's, leaf by leaf.
+hand-written gradient, the built-in ones or a user's, leaf by leaf, and :func:`check_nodes` names
+the step of a hand backward pass that goes wrong.
 """
 
 from jaxprop.activations import ACTIVATIONS, Activation, get_activation
@@ -17,6 +18,7 @@ from jaxprop.check import (
 from jaxprop.losses import LOSSES, Loss
 from jaxprop.model import Model, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
+from jaxprop.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
 from jaxprop.verify import verify_model
 
 __version__ = "0.1.0"
@@ -32,13 +34,18 @@ __all__ = [
     "LeafReport",
     "Loss",
     "Model",
+    "ModelReport",
+    "NodeReport",
+    "NodeResult",
     "__version__",
     "check_grads",
+    "check_nodes",
     "default_tolerances",
     "get_activation",
     "get_model",
     "model_names",
     "register",
     "tap",
+    "true_adjoints",
     "verify_model",
 ]

@@ -2,7 +2,9 @@
 
 ``jaxprop verify`` checks every registered model's hand gradient against ``jax.grad`` and finite
 differences at random parameters (fixed seed, float64) and prints one table; exit status 0 when all
-pass, 1 when any fails, 2 for bad options.
+pass, 1 when any fails, 2 for bad options. ``--nodes`` adds, under each model's table, the node
+table (hand adjoint of every named node against ``jax.grad``, in backward order), and the JSON
+carries it under ``"nodes"`` per model.
 """
 
 from __future__ import annotations
@@ -18,15 +20,24 @@ __all__ = ["main"]
 def _verify(args: argparse.Namespace) -> int:
     from jaxprop.check import format_table
     from jaxprop.models import get_model, model_names
+    from jaxprop.nodes import format_node_table
 
     names = args.model or model_names()
     try:
         models = [get_model(n) for n in names]
     except ValueError as e:
         return _usage_error(str(e))
-    reports = [
-        m.check(seed=args.seed, dtype=args.dtype, jit=args.jit, batch=args.batch) for m in models
-    ]
+    from jaxprop.model import Model
+
+    def run(m):
+        kwargs = {"seed": args.seed, "dtype": args.dtype, "jit": args.jit, "batch": args.batch}
+        # Only a Model names its nodes; other registry entries (worked examples with check()
+        # alone) get no node table.
+        if args.nodes and isinstance(m, Model):
+            kwargs["nodes"] = True
+        return m.check(**kwargs)
+
+    reports = [run(m) for m in models]
     ok = all(reports)
     if args.json:
         payload = {
@@ -34,15 +45,26 @@ def _verify(args: argparse.Namespace) -> int:
             "dtype": args.dtype,
             "jit": args.jit,
             "seed": args.seed,
+            "nodes": args.nodes,
             "models": [r.to_dict() for r in reports],
         }
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for r in reports:
+            node_report = getattr(r, "nodes", None)
             status = "ok" if r.ok else "FAIL at " + ", ".join(r.failing)
+            if node_report is not None and not node_report.ok:
+                status = "FAIL at " + ", ".join(r.failing) + ";" if r.failing else "FAIL:"
+                if node_report.first_failing is not None:
+                    status += f" first failing node {node_report.first_failing}"
+                else:
+                    status += " adjoints of unknown nodes " + ", ".join(node_report.extra)
             print(f"{r.name}  ({r.source})  loss {r.loss:.6g}  {status}")
             print("  " + format_table(r.leaves).replace("\n", "\n  "))
+            if node_report is not None:
+                print("  nodes, in backward order:")
+                print("  " + format_node_table(node_report).replace("\n", "\n  "))
             print()
         passed = sum(bool(r) for r in reports)
         print(
@@ -82,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: all registered)"
     )  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.add_argument(
+        "--nodes",
+        action="store_true",
+        help="also check the hand adjoint of every named node and name the first failing one "
+        "(the faulty step of the backward pass)",
+    )
     verify.add_argument(
         "--jit", action=argparse.BooleanOptionalAction, default=True, help="run under jax.jit"
     )

@@ -12,7 +12,9 @@ A :class:`Model` is one small immutable object, in the way ``optax.GradientTrans
   from the saved values only; ``grads`` has the structure of ``params``, ``adjoints`` maps every
   name in ``nodes`` to ∂L/∂(that node), the same shape as the node;
 - ``sample(key, params, batch) -> (x, Y)``: inputs and labels that fit ``params``;
-- ``nodes``: the names of the intermediate values, in forward order.
+- ``nodes``: the names of the intermediate values, in forward order: a tuple, or a function of
+  ``params`` for a model whose depth is set by its parameters (``model.node_names(params)``
+  answers either way).
 
 The taps convention (used by the node-by-node check): when ``taps`` is a dict, ``forward`` adds
 ``taps[name]`` to every named intermediate right where it is computed (:func:`tap`). With zero taps
@@ -64,30 +66,53 @@ class Model:
     Attributes:
       name: a short name, unique in the registry.
       source: the document and equations it implements, e.g. ``"001_...txt eqs (1)-(17)"``.
-      init: ``(key, **sizes) -> params``.
+      init: ``(key, **sizes) -> params`` (optional for a model only given to
+        :func:`jaxprop.check_nodes`).
       forward: ``(params, x, taps=None) -> (out, saved)``.
-      objective: the :class:`~jaxprop.losses.Loss` applied to ``out``.
+      objective: the :class:`~jaxprop.losses.Loss` applied to ``out`` (or its name in
+        :data:`jaxprop.LOSSES`).
       backward: ``(params, x, saved, Y) -> (grads, adjoints)``.
-      sample: ``(key, params, batch) -> (x, Y)``.
-      nodes: names of the intermediates that ``backward`` returns adjoints of, in forward order.
+      sample: ``(key, params, batch) -> (x, Y)`` (optional likewise).
+      nodes: names of the intermediates that ``backward`` returns adjoints of, in forward order;
+        a tuple, or ``params -> tuple`` where the depth depends on the parameters.
       check_labels: ``(out, Y) -> None``, raises ``ValueError`` when ``Y`` does not fit ``out``.
     """
 
     name: str
-    source: str
-    init: Callable[..., Params]
-    forward: Callable[..., tuple[Array, dict]]
-    objective: Loss
-    backward: Callable[..., tuple[Params, dict]]
-    sample: Callable[..., tuple[Array, Array]]
-    nodes: tuple[str, ...]
+    source: str = ""
+    init: Callable[..., Params] | None = None
+    forward: Callable[..., tuple[Array, dict]] | None = None
+    objective: Loss | str | None = None
+    backward: Callable[..., tuple[Params, dict]] | None = None
+    sample: Callable[..., tuple[Array, Array]] | None = None
+    nodes: tuple[str, ...] | Callable[[Params], tuple[str, ...]] = ()
     check_labels: Callable[[Array, Array], None] = dataclasses.field(
         default=None, repr=False, compare=False
     )
 
     def __post_init__(self):
+        # A user's own model needs only name, forward, objective, backward and nodes (for
+        # check_nodes); init and sample are needed by check() and `jaxprop verify`.
+        missing = [f for f in ("forward", "objective", "backward") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"Model {self.name!r}: missing {', '.join(missing)}")
+        if isinstance(self.objective, str):
+            from jaxprop.losses import LOSSES
+
+            if self.objective not in LOSSES:
+                raise ValueError(
+                    f"Model {self.name!r}: unknown objective {self.objective!r}; expected a Loss "
+                    f"or one of {sorted(LOSSES)}"
+                )
+            object.__setattr__(self, "objective", LOSSES[self.objective])
+        if not callable(self.nodes):
+            object.__setattr__(self, "nodes", tuple(self.nodes))
         if self.check_labels is None:
             object.__setattr__(self, "check_labels", check_same_shape)
+
+    def node_names(self, params: Params) -> tuple[str, ...]:
+        """The names of the nodes of the network with these parameters, in forward order."""
+        return tuple(self.nodes(params) if callable(self.nodes) else self.nodes)
 
     def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
         """The scalar loss L(params; x, Y), the mean over the batch."""
@@ -105,13 +130,21 @@ class Model:
         """The hand-derived gradient ∂L/∂params, the structure of ``params``."""
         return self.backward_from(params, x, Y)[0]
 
-    def check(self, *, seed: int = 0, dtype="float64", jit: bool = True, batch: int = 16):
+    def check(
+        self,
+        *,
+        seed: int = 0,
+        dtype="float64",
+        jit: bool = True,
+        batch: int = 16,
+        nodes: bool = False,
+    ):
         """Verifies the hand gradient at random parameters and data (see
         :func:`jaxprop.verify_model`); every registry entry has this method, which is all that
-        ``jaxprop verify`` calls."""
+        ``jaxprop verify`` calls. ``nodes=True`` adds the node-by-node table."""
         from jaxprop.verify import verify_model
 
-        return verify_model(self, seed=seed, dtype=dtype, jit=jit, batch=batch)
+        return verify_model(self, seed=seed, dtype=dtype, jit=jit, batch=batch, nodes=nodes)
 
     def value_and_grad(self, params: Params, x: Array, Y: Array) -> tuple[Array, Params]:
         """The loss and the hand-derived gradient from one forward pass."""

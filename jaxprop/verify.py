@@ -8,17 +8,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 
 from jaxprop.check import GradReport, check_grads
 from jaxprop.model import Model
+from jaxprop.nodes import ModelReport, check_nodes
 
 __all__ = ["verify_model"]
 
 
 def random_point(model: Model, key: jax.Array, batch: int = 16, **sizes):
     """Random parameters (the model's init, every leaf then perturbed, so that zero biases do not
-    hide a wrong term) and data that fits them: ``(params, x, Y)``."""
+    hide a wrong term) and data that fits them: ``(params, x, Y)``.
+
+    Raises:
+      ValueError: if the model has no ``init`` or no ``sample``.
+    """
+    if model.init is None or model.sample is None:
+        raise ValueError(
+            f"{model.name}: a random point needs the model's init and sample; pass params, x and "
+            "Y yourself (check_grads, check_nodes) or give the Model init= and sample="
+        )
     k_init, k_noise, k_data = jax.random.split(key, 3)
     params = model.init(k_init, **sizes)
     leaves, treedef = jax.tree.flatten(params)
@@ -41,6 +53,7 @@ def verify_model(
     dtype="float64",
     jit: bool = True,
     batch: int = 16,
+    nodes: bool = False,
     **sizes,
 ) -> GradReport:
     """Checks a model's hand gradient against ``jax.grad`` and finite differences.
@@ -51,13 +64,16 @@ def verify_model(
       dtype: ``"float64"`` (default) or ``"float32"``.
       jit: run the gradients under ``jax.jit``.
       batch: the batch size of the random data.
+      nodes: also check the hand adjoint of every node (:func:`jaxprop.check_nodes`) at the
+        same point; the result is then a :class:`~jaxprop.nodes.ModelReport` whose ``nodes``
+        is the node table, and which passes only when every leaf and every node passes.
       **sizes: passed to ``model.init`` (defaults: the model's own).
 
     Returns:
       The :class:`~jaxprop.GradReport`, named after the model and citing its source.
     """
     params, x, Y = random_point(model, jax.random.key(seed), batch, **sizes)
-    return check_grads(
+    report = check_grads(
         model.loss,
         model.grad,
         params,
@@ -69,3 +85,8 @@ def verify_model(
         name=model.name,
         source=model.source,
     )
+    if not nodes:
+        return report
+    node_report = check_nodes(model, params, x, Y, dtype=dtype, jit=jit)
+    return ModelReport(**{f.name: getattr(report, f.name) for f in dataclasses.fields(report)},
+                       nodes=node_report)  # fmt: skip

@@ -32,7 +32,7 @@ from jaxprop.activations import Activation, get_activation
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
 
-__all__ = ["NODES", "SOURCE", "two_layer_mse"]
+__all__ = ["NODES", "SOURCE", "models", "two_layer_mse"]
 
 SOURCE = "000_5eab1a4fa2460359.txt §2.3: dL, ∂y/∂ŷ … ∂ĥ/∂b, db, dW, dc, dU"
 NODES = ("h_hat", "h", "y_hat", "y")
@@ -134,3 +134,9 @@ def two_layer_mse(f: str | Activation = "tanh", g: str | Activation = "sigmoid")
         sample=sample,
         nodes=NODES,
     )
+
+
+def models() -> tuple[Model, ...]:
+    """The models this module registers (the registry builds them from here; so does the
+    mutation test of the backward pass, from a fresh copy of this module)."""
+    return (two_layer_mse(),)

@@ -31,7 +31,7 @@ from jaxprop.activations import ACTIVATIONS
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
 
-__all__ = ["NODES", "SOURCE", "tanh_softmax"]
+__all__ = ["NODES", "SOURCE", "models", "tanh_softmax"]
 
 SOURCE = "001_90440b38c2c51fc3.txt eqs (1)-(4), (7)-(17)"
 NODES = ("z1", "a1", "z2")
@@ -118,3 +118,9 @@ def tanh_softmax() -> Model:
         sample=sample,
         nodes=NODES,
     )
+
+
+def models() -> tuple[Model, ...]:
+    """The models this module registers (the registry builds them from here; so does the
+    mutation test of the backward pass, from a fresh copy of this module)."""
+    return (tanh_softmax(),)

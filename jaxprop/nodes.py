@@ -1,0 +1,333 @@
+"""Node-by-node checking: which step of a hand-derived chain rule goes wrong.
+
+A gradient check says only *that* a hand gradient is wrong. :func:`check_nodes` says *where*: it
+compares the hand adjoint ∂L/∂v of every named intermediate v of a :class:`~jaxprop.Model` with the
+true one, and names the first node, in the order the backward pass visits them, whose hand value
+departs. That node's step is the faulty one; the nodes after it are wrong only because they inherit
+its error.
+
+The true adjoints come from JAX in one ``jax.grad``. The forward pass adds a perturbation
+``taps[name]`` to every named node where it is computed (:func:`jaxprop.tap`); with all taps zero
+the forward pass is unchanged, and the gradient of the loss with respect to the taps is, for every
+node at once, the TOTAL derivative of the loss with respect to that node's value as the rest of the
+network uses it. That is what a hand backward pass's adjoint of the node must be.
+
+The check knows nothing of the built-in models: any :class:`~jaxprop.Model` whose ``forward`` taps
+its nodes and whose ``backward`` returns ``(grads, adjoints)`` works, a user's own included.
+
+>>> import jax, jax.numpy as jnp
+>>> import jaxprop
+>>> def forward(params, x, taps=None):
+...     z = jaxprop.tap(taps, "z", x @ params["w"])          # z = x w
+...     a = jaxprop.tap(taps, "a", jnp.tanh(z))              # a = tanh(z)
+...     return a, {"z": z, "a": a}
+>>> def backward(params, x, saved, Y):
+...     da = jaxprop.LOSSES["half_squared_error"].grad(saved["a"], Y)
+...     dz = da * (1 - saved["a"] ** 2)                      # tanh′ = 1 − tanh²
+...     return {"w": x.T @ dz}, {"z": dz, "a": da}
+>>> model = jaxprop.Model(name="mine", forward=forward, backward=backward,
+...                       objective="half_squared_error", nodes=("z", "a"))
+>>> params = {"w": jnp.ones((3, 2))}
+>>> x, Y = jnp.arange(12.0).reshape(4, 3) / 10, jnp.zeros((4, 2))
+>>> report = jaxprop.check_nodes(model, params, x, Y)
+>>> report.ok, report.first_failing
+(True, None)
+>>> [n.name for n in report.nodes]            # backward order
+['a', 'z']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprop.check import (
+    Comparison,
+    GradientCheckError,
+    GradReport,
+    _cast,
+    _compare,
+    default_tolerances,
+)
+from jaxprop.model import Model
+
+__all__ = ["ModelReport", "NodeReport", "NodeResult", "check_nodes", "true_adjoints"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeResult:
+    """One node: its hand adjoint against the true one.
+
+    Attributes:
+      name: the node's name.
+      shape: the shape of the node (and of its adjoint).
+      vs_auto: the comparison with the true adjoint (``None`` when it could not be compared).
+      problem: what is wrong with the hand adjoint's structure (missing, shape, dtype, not
+        finite), or ``None``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    vs_auto: Comparison | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and self.vs_auto is not None and self.vs_auto.ok
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "ok": self.ok,
+            "problem": self.problem,
+            "vs_auto": None if self.vs_auto is None else self.vs_auto.to_dict(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeReport:
+    """The result of :func:`check_nodes`: truthy when every node's hand adjoint is right.
+
+    Attributes:
+      nodes: one :class:`NodeResult` per node, in BACKWARD order (the reverse of ``model.nodes``).
+      dtype: the dtype the check ran in.
+      name: the model's name.
+      extra: names the hand backward returns adjoints of that are not nodes of the model.
+    """
+
+    nodes: tuple[NodeResult, ...]
+    dtype: str
+    name: str | None = None
+    extra: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(n.ok for n in self.nodes) and not self.extra
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """The failing nodes, in backward order."""
+        return tuple(n.name for n in self.nodes if not n.ok)
+
+    @property
+    def first_failing(self) -> str | None:
+        """The first node, in backward order, whose hand adjoint departs: the faulty step."""
+        return next((n.name for n in self.nodes if not n.ok), None)
+
+    def __getitem__(self, name: str) -> NodeResult:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r}; nodes are {[n.name for n in self.nodes]}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ok, dtype, first_failing, failing, and every node's figures."""
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "dtype": self.dtype,
+            "first_failing": self.first_failing,
+            "failing": list(self.failing),
+            "extra": list(self.extra),
+            "nodes": [n.to_dict() for n in self.nodes],
+        }
+
+    def __str__(self) -> str:
+        title = f"{self.name or 'node check'}  [{self.dtype}]  nodes in backward order"
+        verdict = (
+            "all node adjoints agree with jax.grad"
+            if self.ok
+            else f"first failing node: {self.first_failing}"
+            if self.first_failing
+            else f"hand adjoints of unknown nodes: {', '.join(self.extra)}"
+        )
+        return f"{title}\n{format_node_table(self)}\n{verdict}"
+
+
+def format_node_table(report: NodeReport) -> str:
+    """One line per node, in backward order; the first failing one is marked."""
+    header = ("node", "shape", "rel err vs jax.grad", "worst at", "hand", "true", "")
+    rows = [header]
+    first = report.first_failing
+    for n in report.nodes:
+        a = n.vs_auto
+        if n.ok:
+            status = "ok"
+        else:
+            status = "FAIL" + (f": {n.problem}" if n.problem else "")
+            status += "  <- first failing" if n.name == first else "  (inherits)"
+        rows.append(
+            (
+                n.name,
+                "x".join(map(str, n.shape)) or "scalar",
+                f"{a.max_rel:.2e}" if a else "-",
+                str(list(a.worst_index)) if a else "-",
+                f"{a.hand:.6g}" if a else "-",
+                f"{a.ref:.6g}" if a else "-",
+                status,
+            )
+        )
+    for name in report.extra:
+        rows.append((name, "-", "-", "-", "-", "-", "FAIL: not a node of the model"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict[str, jax.Array]:
+    """The true adjoint ∂L/∂v of every node v of ``model``, in one ``jax.grad``.
+
+    A forward pass gives each node's shape; the loss is then differentiated with respect to a zero
+    tap at every node (:func:`jaxprop.tap`).
+
+    Raises:
+      ValueError: if the forward pass does not save a value under some name in ``model.nodes``.
+    """
+    _, saved = model.forward(params, x)
+    nodes = model.node_names(params)
+    missing = [n for n in nodes if n not in saved]
+    if missing:
+        raise ValueError(
+            f"{model.name}: forward saves {sorted(saved)}, but the nodes {missing} are missing; "
+            "every name in model.nodes must be a key of forward's saved dict"
+        )
+    zeros = {n: jnp.zeros_like(saved[n]) for n in nodes}
+    return jax.grad(lambda taps: model.loss(params, x, Y, taps))(zeros)
+
+
+def check_nodes(
+    model: Model,
+    params: Any,
+    x: jax.Array,
+    Y: jax.Array,
+    *,
+    dtype: Any = "float64",
+    rtol: float | None = None,
+    jit: bool = True,
+) -> NodeReport:
+    """Compares the hand adjoint of every node of a model with the true one, in backward order.
+
+    Args:
+      model: a :class:`~jaxprop.Model` (its ``forward`` taps every name in ``model.nodes``; its
+        ``backward`` returns ``(grads, adjoints)`` with ``adjoints[name]`` = ∂L/∂node).
+      params: the parameters to check at.
+      x: the inputs.
+      Y: the labels.
+      dtype: ``"float64"`` (default; 64-bit mode is on for the check's duration) or
+        ``"float32"``; the floating-point leaves of params, x and Y are cast to it.
+      rtol: tolerance on each node's relative error (max |hand − true| over max |true|);
+        defaults to the tolerance of :func:`jaxprop.check_grads` against ``jax.grad``.
+      jit: run both passes under ``jax.jit``.
+
+    Returns:
+      A :class:`NodeReport`; ``report.first_failing`` names the faulty step.
+
+    Raises:
+      TypeError: if ``model`` is not a Model.
+      ValueError: if the model names no nodes, the forward pass does not save one of them, or
+        the dtype is not supported.
+    """
+    for attr in ("forward", "backward", "nodes", "loss", "backward_from"):
+        if not hasattr(model, attr):
+            raise TypeError(
+                f"check_nodes needs a jaxprop.Model (forward with taps, backward with adjoints, "
+                f"nodes); got {type(model).__name__} without {attr!r}"
+            )
+    nodes = model.node_names(params)
+    if not nodes:
+        raise ValueError(
+            f"{model.name}: model.nodes is empty; name the intermediates that forward taps and "
+            "backward returns adjoints of, e.g. nodes=('z1', 'a1')"
+        )
+    dtype = jnp.dtype(dtype)
+    rtol = default_tolerances(dtype)[0] if rtol is None else rtol
+    x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
+    with x64:
+        params, x, Y = _cast((params, x, Y), dtype)
+        maybe_jit = jax.jit if jit else (lambda f: f)
+        true = maybe_jit(lambda p, x, Y: true_adjoints(model, p, x, Y))(params, x, Y)
+        hand = maybe_jit(lambda p, x, Y: model.backward_from(p, x, Y)[1])(params, x, Y)
+        true = {k: np.asarray(v) for k, v in true.items()}
+        scales = [float(np.max(np.abs(v), initial=0.0)) for v in true.values()]
+        floor = max(max(scales, default=0.0) * 1e-6, float(np.finfo(dtype).tiny))
+        results = [
+            _compare_node(name, true[name], hand.get(name), floor, rtol)
+            for name in reversed(nodes)
+        ]
+        extra = tuple(sorted(set(hand) - set(nodes)))
+    return NodeReport(nodes=tuple(results), dtype=dtype.name, name=model.name, extra=extra)
+
+
+def _compare_node(name, a, h, floor, rtol) -> NodeResult:
+    meta = {"name": name, "shape": tuple(a.shape)}
+    if h is None:
+        return NodeResult(**meta, problem="missing from the hand adjoints")
+    if jnp.shape(h) != a.shape:
+        problem = f"hand adjoint has shape {jnp.shape(h)}, expected {a.shape}"
+        return NodeResult(**meta, problem=problem)
+    if jnp.result_type(h) != a.dtype:
+        problem = f"hand adjoint has dtype {jnp.result_type(h)}, expected {a.dtype}"
+        return NodeResult(**meta, problem=problem)
+    h = np.asarray(h)
+    scale = max(float(np.max(np.abs(a), initial=0.0)), floor)
+    vs_auto = _compare(
+        "jax.grad", h.ravel(), a.ravel(), scale, rtol,
+        lambda k, s=a.shape: tuple(int(i) for i in np.unravel_index(k, s)) if s else (),
+    )  # fmt: skip
+    problem = None if np.all(np.isfinite(h)) else "hand adjoint is not finite"
+    return NodeResult(**meta, vs_auto=vs_auto, problem=problem)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelReport(GradReport):
+    """A :class:`~jaxprop.GradReport` with the model's node table: what ``verify_model(...,
+    nodes=True)`` returns. It passes when every leaf and every node passes."""
+
+    nodes: NodeReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and (self.nodes is None or self.nodes.ok)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def first_failing_node(self) -> str | None:
+        """The first node, in backward order, whose hand adjoint departs (``None`` if all pass
+        or there is no node table)."""
+        return None if self.nodes is None else self.nodes.first_failing
+
+    def raise_if_failed(self) -> ModelReport:
+        """Returns the report if every leaf and node passes.
+
+        Raises:
+          GradientCheckError: naming the failing leaves and the first failing node, with both
+            tables.
+        """
+        if not self.ok:
+            where = [f"leaves {', '.join(self.failing)}"] if self.failing else []
+            if self.first_failing_node is not None:
+                where.append(f"first failing node {self.first_failing_node}")
+            raise GradientCheckError(f"hand backward pass is wrong: {'; '.join(where)}\n{self}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["ok"] = self.ok
+        d["nodes"] = None if self.nodes is None else self.nodes.to_dict()
+        return d
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.nodes is None else f"{text}\n{self.nodes}"
