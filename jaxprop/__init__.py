@@ -12,6 +12,7 @@ from jaxprop.check import (
     GradReport,
     LeafReport,
     check_grads,
+    check_jacobian,
     default_tolerances,
 )
 from jaxprop.losses import LOSSES, Loss
@@ -34,6 +35,7 @@ __all__ = [
     "Model",
     "__version__",
     "check_grads",
+    "check_jacobian",
     "default_tolerances",
     "get_activation",
     "get_model",
