@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 from jaxprop.model import Model
-from jaxprop.models import seed000, seed001
+from jaxprop.models import seed000, seed001, seed002
 
 __all__ = ["REGISTRY", "get_model", "model_names", "register"]
 
@@ -50,3 +50,4 @@ def model_names() -> list[str]:
 
 register(seed000.two_layer_mse())
 register(seed001.tanh_softmax())
+register(seed002.k_layer())
