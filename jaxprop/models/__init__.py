@@ -11,12 +11,13 @@ True
 
 from __future__ import annotations
 
+from jaxprop.example import Example
 from jaxprop.model import Model
-from jaxprop.models import seed000, seed001, seed002
+from jaxprop.models import seed000, seed001, seed002, seed002_calculus
 
 __all__ = ["REGISTRY", "get_model", "model_names", "register"]
 
-REGISTRY: dict[str, Model] = {}  # or any entry with name, source and check()
+REGISTRY: dict[str, Model | Example] = {}  # or any entry with name, source and check()
 
 
 def register(model: Model) -> Model:
@@ -51,3 +52,7 @@ def model_names() -> list[str]:
 register(seed000.two_layer_mse())
 register(seed001.tanh_softmax())
 register(seed002.k_layer())
+register(seed002_calculus.scalar_f_entry())
+register(seed002_calculus.least_squares())
+register(seed002_calculus.df_dA_entry())
+register(seed002_calculus.dA_dx_entry())
