@@ -3,7 +3,8 @@
 Source: 002_dadcaa6bdb722c5e.txt, section 5.6.1, eqs (5.111)–(5.118). The document writes one
 example as a column vector f_i ∈ R^{n_i}, with A_{i−1} ∈ R^{n_i × n_{i−1}} and b_{i−1} ∈ R^{n_i}. A
 batch is a matrix x of shape (B, n_0) with one example per row, so row r of every batched equation
-below is the transpose of the document's column equation for example r (Z = f Aᵀ + b for Z = A f + b).
+below is the transpose of the document's column equation for example r (Z = f Aᵀ + b for
+Z = A f + b).
 The loss is (5.114) per example, the MEAN over the batch.
 
 Parameters are a list of K dicts ``[{"A": (n_1, n_0), "b": (n_1,)}, ..., {"A": (n_K, n_{K−1}),
@@ -153,7 +154,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
                 "A": jax.random.normal(k, (n_out, n_in), dtype) / math.sqrt(n_in),
                 "b": jnp.zeros((n_out,), dtype),
             }
-            for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
+            for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
         ]
 
     def forward(params, x, taps=None):
@@ -162,7 +163,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
         check_input(x, sizes[0], _NAME)
         f = x  # f_0 := x (5.112)
         saved = {}
-        for i, (layer, act) in enumerate(zip(params, acts), start=1):
+        for i, (layer, act) in enumerate(zip(params, acts, strict=True), start=1):
             # Z_i = A_{i−1} f_{i−1} + b_{i−1}, one row per example (5.113).
             Z = tap(taps, f"Z{i}", f @ layer["A"].T + layer["b"][None, :])
             f = tap(taps, f"f{i}", act.fn(Z))  # f_i = σ_i(Z_i) (5.113)
@@ -189,8 +190,9 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
             db = jnp.sum(dZ, axis=0)
             grads[i - 1] = {"A": dA, "b": db}
             if i > 1:
-                # ∂f_i/∂f_{i−1} = diag σ_i′ A_{i−1} (the orange term): ∂L/∂f_{i−1} = ∂L/∂Z_i A_{i−1},
-                # kept for layer i − 1 ((5.116)–(5.118): reused, not recomputed).
+                # ∂f_i/∂f_{i−1} = diag σ_i′ A_{i−1} (the orange term):
+                # ∂L/∂f_{i−1} = ∂L/∂Z_i A_{i−1}, kept for layer i − 1 ((5.116)–(5.118): reused,
+                # not recomputed).
                 df = dZ @ layer["A"]
         return grads, {name: adjoints[name] for name in node_names(K)}
 

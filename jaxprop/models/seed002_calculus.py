@@ -40,10 +40,10 @@ __all__ = [
     "SOURCE_LEAST_SQUARES",
     "SOURCE_SCALAR",
     "dA_dx_collate",
+    "dA_dx_entry",
     "dA_dx_flatten",
     "df_dA",
     "df_dA_entry",
-    "dA_dx_entry",
     "least_squares",
     "least_squares_grad",
     "least_squares_loss",
@@ -230,7 +230,7 @@ class _LeastSquaresModel(Model):
 
         report = super().check(seed=seed, dtype=dtype, jit=jit, batch=batch)
         with _x64(dtype):
-            params, Phi, y = random_point(self, jax.random.key(seed), batch, dtype=dtype)
+            _, Phi, y = random_point(self, jax.random.key(seed), batch, dtype=dtype)
             theta = normal_equations(Phi, y)
             fn = jax.jit(least_squares_grad) if jit else least_squares_grad
             g = np.asarray(fn(theta, Phi, y)).ravel()
@@ -400,4 +400,3 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
 def dA_dx_entry() -> Example:
     """Registry entry ``"dA/dx"``: approaches 1 and 2 equal each other, jacfwd, jacrev and FD."""
     return Example("dA/dx", SOURCE_DA_DX, _dA_dx_check)
-
