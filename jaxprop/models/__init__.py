@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from jaxprop.example import Example
 from jaxprop.model import Model
-from jaxprop.models import seed000, seed001, seed002, seed002_calculus
+from jaxprop.models import seed000, seed001, seed002, seed002_calculus, seed002_lecture
 
 __all__ = ["REGISTRY", "get_model", "model_names", "register"]
 
@@ -56,3 +56,6 @@ register(seed002_calculus.scalar_f_entry())
 register(seed002_calculus.least_squares())
 register(seed002_calculus.df_dA_entry())
 register(seed002_calculus.dA_dx_entry())
+register(seed002_lecture.two_layer_sigmoid_jacobians())
+register(seed002_lecture.two_layer_sigmoid())
+register(seed002_lecture.total_cost_entry())
