@@ -134,7 +134,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
     K_nodes = len(fixed) if fixed is not None else len(DEFAULT_SIZES) - 1
 
     def acts_for(K):
-        return fixed if fixed is not None else _activations(activations, K)
+        return _activations(activations if fixed is None else fixed, K)
 
     def init(key, sizes: Sequence[int] = DEFAULT_SIZES, dtype=jnp.float32):
         """Parameters [{A, b}] for sizes (n_0, …, n_K): A_i ~ N(0, 1/n_i), zero biases."""
