@@ -26,7 +26,11 @@ def _perturbed(params, key):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     return jax.tree.unflatten(
-        treedef, [p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+        treedef,
+        [
+            p + 0.1 * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, keys, strict=True)
+        ],
     )
 
 
@@ -58,7 +62,7 @@ def test_k_layer_hand_recursion_equals_jax_grad(jit, data, depth, batch, seed):
     sizes = tuple(data.draw(st.lists(st.integers(1, 5), min_size=depth + 1, max_size=depth + 1)))
     model = seed002.k_layer(acts)
     params, x, Y = _point(model, seed, batch, sizes=sizes)
-    assert [p["A"].shape for p in params] == list(zip(sizes[1:], sizes[:-1]))
+    assert [p["A"].shape for p in params] == list(zip(sizes[1:], sizes[:-1], strict=True))
     assert model.nodes == seed002.node_names(depth)
     _assert_grads_and_adjoints(model, params, x, Y, jit)
 
@@ -119,7 +123,7 @@ def test_k_layer_bad_input_names_both_shapes():
         model.forward([], x)
     with pytest.raises(ValueError, match="activations has 2 entries but the network has K = 3"):
         seed002.k_layer(["tanh", "relu"]).forward(model.init(jax.random.key(0), dtype=F64), x)
-    with pytest.raises(ValueError, match="sizes .* give K = 3 layers but activations has 2"):
+    with pytest.raises(ValueError, match=r"sizes .* give K = 3 layers but activations has 2"):
         seed002.k_layer(["tanh", "relu"]).init(jax.random.key(0))
     with pytest.raises(ValueError, match="unknown activation"):
         seed002.k_layer(["tanh", "nope"])
