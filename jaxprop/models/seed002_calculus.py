@@ -16,9 +16,8 @@ the input's, which is also the layout of ``jax.jacfwd``.
 
 >>> import jax.numpy as jnp
 >>> A, x = jnp.arange(6.0).reshape(2, 3), jnp.array([1.0, 2.0, 3.0])
->>> df_dA(A, x)[1]          # ∂f_2/∂A: x in row 2, zeros elsewhere (5.92)
-Array([[0., 0., 0.],
-       [1., 2., 3.]], dtype=float32)
+>>> df_dA(A, x)[1].tolist()  # ∂f_2/∂A: x in row 2, zeros elsewhere (5.92)
+[[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]
 """
 
 from __future__ import annotations
@@ -88,7 +87,7 @@ def scalar_f(x: jax.Array) -> jax.Array:
 def scalar_df(x: jax.Array) -> jax.Array:
     """df/dx in the factored form of (5.110), elementwise: 2x (1/(2√u) − sin u)(1 + exp(x²)).
 
-    >>> float(scalar_df(jnp.array(0.0)))
+    >>> abs(float(scalar_df(jnp.array(0.0))))
     0.0
     """
     e = jnp.exp(x**2)
@@ -166,8 +165,9 @@ def least_squares_grad(theta: jax.Array, Phi: jax.Array, y: jax.Array) -> jax.Ar
       The gradient as a row vector, shape (1, D).
 
     >>> Phi, y = jnp.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]]), jnp.array([1.0, 2.0, 2.0])
-    >>> least_squares_grad(normal_equations(Phi, y), Phi, y).round(5) + 0.0
-    Array([[0., 0.]], dtype=float32)
+    >>> g = least_squares_grad(normal_equations(Phi, y), Phi, y)
+    >>> g.shape, bool(jnp.max(jnp.abs(g)) < 1e-4)
+    ((1, 2), True)
 
     Raises:
       ValueError: naming both shapes when Φ, θ and y do not fit.
