@@ -68,6 +68,7 @@ __all__ = [
     "total_cost_grad",
     "two_layer_sigmoid",
     "two_layer_sigmoid_jacobians",
+    "vjp_batch",
 ]
 
 SOURCE = "002_dadcaa6bdb722c5e.txt lecture: Forward Path, Backward Paths (1)-(4)"
@@ -162,28 +163,45 @@ def dE_dalpha(params, f0, Y, layer: int, i: int, j: int):
     return (chain @ dZ_dalpha)[0]
 
 
-def vjp_one(params, f0, saved, dE_df2):
-    """The same gradients for one example by vector–Jacobian products: no matrix is formed."""
+def vjp_batch(params, x, saved, dE_df2):
+    """The same gradients by vector–Jacobian products, for a batch: no Jacobian is formed.
+
+    Row r of every array is the transpose of the column-vector equation for example r, and the
+    sum over examples Σ_r of each weight gradient is folded into one matrix product.
+
+    Args:
+      params: {A0, b0, A1, b1}.
+      x: the inputs f0, shape (B, n0).
+      saved: Z1, f1, Z2, f2, each (B, size).
+      dE_df2: ∂E/∂f2 = (f2 − Y)ᵀ for each example (times the batch weight), shape (B, n2).
+
+    Returns:
+      ``(grads, adjoints)``: grads summed over the batch, adjoints per example.
+    """
     dE_dZ2 = _sigma.vjp(saved["Z2"], saved["f2"], dE_df2)  # row · diag σ′ = row ⊙ σ′ (path (1))
-    dE_db1 = dE_dZ2  # · identity (path (1))
-    dE_dA1 = jnp.outer(dE_dZ2, saved["f1"])  # Σ_k ∂E/∂Z2_k [∂A1/∂α]_k f1 = ∂E/∂Z2 f1ᵀ (path (3))
-    dE_df1 = params["A1"].T @ dE_dZ2  # row · A1 = A1ᵀ ∂E/∂Z2 (path (2))
+    dE_db1 = jnp.sum(dE_dZ2, axis=0)  # · identity (path (1)), Σ_r
+    dE_dA1 = dE_dZ2.T @ saved["f1"]  # Σ_r ∂E/∂Z2 f1ᵀ: Σ_k ∂E/∂Z2_k [∂A1/∂α]_k f1 (path (3))
+    dE_df1 = dE_dZ2 @ params["A1"]  # row · ∂Z2/∂f1 = row · A1 (path (2))
     dE_dZ1 = _sigma.vjp(saved["Z1"], saved["f1"], dE_df1)  # · diag σ′(Z1) (path (2))
-    dE_db0 = dE_dZ1  # · identity (path (2))
-    dE_dA0 = jnp.outer(dE_dZ1, f0)  # ∂E/∂Z1 f0ᵀ (path (4))
+    dE_db0 = jnp.sum(dE_dZ1, axis=0)  # · identity (path (2)), Σ_r
+    dE_dA0 = dE_dZ1.T @ x  # Σ_r ∂E/∂Z1 f0ᵀ (path (4))
     grads = {"A0": dE_dA0, "b0": dE_db0, "A1": dE_dA1, "b1": dE_db1}
     adjoints = {"Z1": dE_dZ1, "f1": dE_df1, "Z2": dE_dZ2, "f2": dE_df2}
     return grads, adjoints
 
 
-def _make_model(name, backward_one):
+def _explicit_batch(params, x, saved, dE_df2):
+    """Backward paths (1)–(4) for every example (vmap), the gradients summed over the batch."""
+    per_example, adjoints = jax.vmap(backward_paths_one, in_axes=(None, 0, 0, 0))(
+        params, x, saved, dE_df2
+    )
+    return jax.tree.map(lambda d: jnp.sum(d, axis=0), per_example), adjoints
+
+
+def _make_model(name, backward_batch):
     def backward(params, x, saved, Y):
         # ∂E/∂f2 = (f2 − Y)ᵀ per example, over B for the batch mean.
-        dE_df2 = _loss.grad(saved["f2"], Y)
-        per_example, adjoints = jax.vmap(backward_one, in_axes=(None, 0, 0, 0))(
-            params, x, saved, dE_df2
-        )
-        return jax.tree.map(lambda d: jnp.sum(d, axis=0), per_example), adjoints
+        return backward_batch(params, x, saved, _loss.grad(saved["f2"], Y))
 
     def sample(key, params, batch: int):
         sizes = check_param_shapes(params, _SHAPES, name)
@@ -207,12 +225,12 @@ def _make_model(name, backward_one):
 
 def two_layer_sigmoid_jacobians() -> Model:
     """The lecture's network, backward by explicit Jacobian matrices (paths (1)–(4))."""
-    return _make_model("two-layer-sigmoid[jacobians]", backward_paths_one)
+    return _make_model("two-layer-sigmoid[jacobians]", _explicit_batch)
 
 
 def two_layer_sigmoid() -> Model:
     """The lecture's network, backward by vector–Jacobian products."""
-    return _make_model("two-layer-sigmoid", vjp_one)
+    return _make_model("two-layer-sigmoid", vjp_batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,9 +249,9 @@ def total_cost(params, X, Y):
 def total_cost_grad(params, X, Y):
     """∂E/∂θ = Σ_r ∂E^r/∂θ, each term by the hand backward with ∂E^r/∂f2 = (f2^r − Y^r)ᵀ."""
     f2, saved = _make_forward("total-cost")(params, X)
-    # ∂E^r/∂θ = (Ŷ − Y)ᵀ ∂Ŷ/∂θ (Problem Formulation), for every example r.
-    per_example, _ = jax.vmap(vjp_one, in_axes=(None, 0, 0, 0))(params, X, saved, f2 - Y)
-    return jax.tree.map(lambda d: jnp.sum(d, axis=0), per_example)  # Σ_r (Total Cost)
+    # ∂E^r/∂θ = (Ŷ − Y)ᵀ ∂Ŷ/∂θ (Problem Formulation) for every example r, summed over r
+    # (Total Cost) inside the VJPs' matrix products.
+    return vjp_batch(params, X, saved, f2 - Y)[0]
 
 
 def sgd_step(params, grads, eta: float):
