@@ -15,6 +15,7 @@ from jaxprop.check import (
     check_jacobian,
     default_tolerances,
 )
+from jaxprop.example import Example
 from jaxprop.losses import LOSSES, Loss
 from jaxprop.model import Model, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
@@ -28,6 +29,7 @@ __all__ = [
     "REGISTRY",
     "Activation",
     "Comparison",
+    "Example",
     "GradReport",
     "GradientCheckError",
     "LeafReport",
