@@ -139,6 +139,13 @@ def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad
     return make_value_and_grad(model, grad_source)
 
 
+def _optimizer_promotion():
+    """Standard dtype promotion for optax's own arithmetic (e.g. Adam's ``b1 ** count`` mixes a
+    float with an int32 counter), so that a strict promotion setting still checks the model's
+    forward and backward passes, which are traced outside this context."""
+    return jax.numpy_dtype_promotion("standard")
+
+
 def _show_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
@@ -225,7 +232,8 @@ def train(
         replicated = NamedSharding(mesh, PartitionSpec())
         x, Y = jax.device_put(x, rows), jax.device_put(Y, rows)
         params = jax.device_put(params, replicated)
-    opt_state = optimizer.init(params)
+    with _optimizer_promotion():
+        opt_state = optimizer.init(params)
     if mesh is not None:
         opt_state = jax.device_put(opt_state, replicated)
 
@@ -248,8 +256,9 @@ def train(
         params, opt_state = carry
         xb, Yb = select(step)
         loss, grads = value_and_grad(params, xb, Yb)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        with _optimizer_promotion():
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
         return (params, opt_state), loss
 
     @functools.partial(jax.jit, static_argnames="length")

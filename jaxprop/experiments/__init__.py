@@ -187,7 +187,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             task="regression",
             sizes={"n_in": 1, "n_hidden": 32, "n_out": 1},
             optimizer="adam",
-            lr=1e-2,
+            # At lr 1e-2 Adam's loss spikes near the noise floor (from step ~1700) and amplify
+            # the two sources' last-bit differences to ~1e-2; at 3e-3 it trains smoothly.
+            lr=3e-3,
             steps=3000,
             plot="fit",
         ),
