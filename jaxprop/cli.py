@@ -94,9 +94,10 @@ def _train(args: argparse.Namespace) -> int:
             line += f"  |θ − θ*|/|θ*| {run['theta_rel_error_vs_closed_form']:.3g}"
         print(line + f"  ({run['wall_time_s']:.2f} s)")
     if args.grad == "both":
+        curve, param = metrics["loss_curve_max_rel_diff"], metrics["param_max_rel_diff"]
         print(
-            f"  manual vs auto: loss curves differ by at most {metrics['loss_curve_max_rel_diff']:.3g}"
-            f" (relative, per step), final params by {metrics['param_max_rel_diff']:.3g}"
+            f"  manual vs auto: loss curves differ by at most {curve:.3g} (relative, per step), "
+            f"final params by {param:.3g}"
         )
     print(f"wrote {out}")
     return 0

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from helpers import assert_trees_close
+
 from jaxprop import get_model
 from jaxprop.cli import main
 from jaxprop.experiments import (
@@ -200,7 +200,8 @@ def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
 
 def test_cli_too_many_devices_is_a_usage_error(tmp_path, capsys):
     n = len(jax.devices()) + 1
-    assert main(["train", "moons", "--steps", "1", "--devices", str(n), "--out", str(tmp_path)]) == 2
+    argv = ["train", "moons", "--steps", "1", "--devices", str(n), "--out", str(tmp_path)]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jaxprop: error: devices=")
 

@@ -281,7 +281,7 @@ def run_experiment(
     optimizer: str | None = None,
     lr: float | None = None,
     steps: int | None = None,
-    batch_size: int | None | str = "default",
+    batch_size: int | str | None = "default",
     seed: int = 0,
     dtype: str = "float64",
     devices: int | None = None,
@@ -361,8 +361,7 @@ def run_experiment(
                     run["test_accuracy"] = _accuracy(out_test, ds.Y_test)
             elif ds.x_test is not None:
                 run["test_loss"] = float(
-                    full_loss(result.params, jnp.asarray(ds.x_test, dt),
-                              jnp.asarray(ds.Y_test, dt))  # fmt: skip
+                    full_loss(result.params, jnp.asarray(ds.x_test, dt), jnp.asarray(ds.Y_test, dt))
                 )
             if exp.evaluate is not None:
                 run.update(exp.evaluate(model, result.params, ds))
