@@ -61,6 +61,7 @@ __all__ = [
     "SOURCE",
     "SOURCE_TOTAL",
     "backward_paths_one",
+    "backward_vjp",
     "dE_dalpha",
     "sgd_step",
     "total_cost",
@@ -68,7 +69,6 @@ __all__ = [
     "total_cost_grad",
     "two_layer_sigmoid",
     "two_layer_sigmoid_jacobians",
-    "backward_vjp",
 ]
 
 SOURCE = "002_dadcaa6bdb722c5e.txt lecture: Forward Path, Backward Paths (1)-(4)"
