@@ -93,11 +93,29 @@ def make_value_and_grad(model, grad_source: str = "manual") -> Callable:
     Raises:
       ValueError: for any other ``grad_source``.
     """
+    if grad_source not in GRAD_SOURCES:
+        raise ValueError(f"grad_source must be one of {GRAD_SOURCES}, got {grad_source!r}")
+    return _cached(_make_value_and_grad, model, grad_source)
+
+
+def _make_value_and_grad(model, grad_source):
     if grad_source == "manual":
         return model.value_and_grad
-    if grad_source == "auto":
-        return jax.value_and_grad(model.loss)
-    raise ValueError(f"grad_source must be one of {GRAD_SOURCES}, got {grad_source!r}")
+    return jax.value_and_grad(model.loss)
+
+
+def _cached(build, *key):
+    """``build(*key)``, memoised when the key is hashable: the same gradient source then gives the
+    same function object, and the compiled training loop is reused across calls of train()."""
+    try:
+        return _memo(build, *key)
+    except TypeError:  # an unhashable key (e.g. a model holding a list): build afresh
+        return build(*key)
+
+
+@functools.lru_cache(maxsize=128)
+def _memo(build, *key):
+    return build(*key)
 
 
 def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
@@ -132,11 +150,15 @@ def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad
         if loss_fn is None:
             raise ValueError("grad_fn needs loss_fn, the loss to record at each step")
 
-        def value_and_grad(params, x, Y):
-            return loss_fn(params, x, Y), grad_fn(params, x, Y)
-
-        return value_and_grad
+        return _cached(_pair, loss_fn, grad_fn)
     return make_value_and_grad(model, grad_source)
+
+
+def _pair(loss_fn, grad_fn):
+    def value_and_grad(params, x, Y):
+        return loss_fn(params, x, Y), grad_fn(params, x, Y)
+
+    return value_and_grad
 
 
 def _optimizer_promotion():
@@ -226,6 +248,7 @@ def train(
         )
 
     start = time.perf_counter()
+    rows = None
     if mesh is not None:
         # Examples split along the batch axis, parameters and optimizer state on every device.
         rows = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
@@ -238,34 +261,7 @@ def train(
         opt_state = jax.device_put(opt_state, replicated)
 
     key = jax.random.key(seed)
-    per_epoch = n // batch
-
-    def select(step):
-        if full_batch:
-            return x, Y
-        epoch, slot = step // per_epoch, step % per_epoch
-        order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        idx = jax.lax.dynamic_slice_in_dim(order, slot * batch, batch)
-        xb, Yb = jnp.take(x, idx, axis=0), jnp.take(Y, idx, axis=0)
-        if mesh is not None:
-            xb = jax.lax.with_sharding_constraint(xb, rows)
-            Yb = jax.lax.with_sharding_constraint(Yb, rows)
-        return xb, Yb
-
-    def one_step(carry, step):
-        params, opt_state = carry
-        xb, Yb = select(step)
-        loss, grads = value_and_grad(params, xb, Yb)
-        with _optimizer_promotion():
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-        return (params, opt_state), loss
-
-    @functools.partial(jax.jit, static_argnames="length")
-    def run_chunk(params, opt_state, first_step, length):
-        step_ids = first_step + jnp.arange(length)
-        (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), step_ids)
-        return params, opt_state, losses
+    run_chunk = _cached(_chunk_runner, value_and_grad, optimizer, batch, full_batch, rows)
 
     # Every chunk but the last has the same length, so at most two compilations.
     chunk = min(chunk_size, steps)
@@ -280,7 +276,7 @@ def train(
     try:
         for length in chunks:
             params, opt_state, chunk_losses = run_chunk(
-                params, opt_state, jnp.asarray(done), length=length
+                params, opt_state, x, Y, key, jnp.asarray(done), length=length
             )
             chunk_losses = np.asarray(chunk_losses)
             losses.append(chunk_losses)
@@ -297,6 +293,43 @@ def train(
         losses=np.concatenate(losses),
         wall_time_s=time.perf_counter() - start,
     )
+
+
+def _chunk_runner(value_and_grad, optimizer, batch: int, full_batch: bool, rows):
+    """The jitted ``run_chunk(params, opt_state, x, Y, key, first_step, length)``: ``length``
+    optimizer steps in one :func:`jax.lax.scan`. The data are arguments, not constants baked into
+    the program, and the runner is memoised (:func:`_cached`), so a second run with the same
+    gradient source, optimizer and batching reuses the compiled program."""
+
+    def select(x, Y, key, step):
+        if full_batch:
+            return x, Y
+        n = x.shape[0]
+        epoch, slot = step // (n // batch), step % (n // batch)
+        order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        idx = jax.lax.dynamic_slice_in_dim(order, slot * batch, batch)
+        xb, Yb = jnp.take(x, idx, axis=0), jnp.take(Y, idx, axis=0)
+        if rows is not None:
+            xb = jax.lax.with_sharding_constraint(xb, rows)
+            Yb = jax.lax.with_sharding_constraint(Yb, rows)
+        return xb, Yb
+
+    @functools.partial(jax.jit, static_argnames="length")
+    def run_chunk(params, opt_state, x, Y, key, first_step, length):
+        def one_step(carry, step):
+            params, opt_state = carry
+            xb, Yb = select(x, Y, key, step)
+            loss, grads = value_and_grad(params, xb, Yb)
+            with _optimizer_promotion():
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+                params = optax.apply_updates(params, updates)
+            return (params, opt_state), loss
+
+        step_ids = first_step + jnp.arange(length)
+        (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), step_ids)
+        return params, opt_state, losses
+
+    return run_chunk
 
 
 def max_relative_difference(a, b) -> float:

@@ -261,3 +261,18 @@ def test_data_parallel_on_four_devices_matches_one_device():
         np.testing.assert_allclose(r["losses_4"], r["losses_1"], rtol=1e-13, err_msg=batch)
         assert r["param_diff"] < 1e-12, batch
         assert r["losses_4"][-1] < r["losses_4"][0]
+
+
+def test_a_second_run_reuses_the_compiled_loop(caplog):
+    model = get_model("tanh-softmax")
+    params = model.init(jax.random.key(0), n_in=2, n_hidden=4, n_out=2, dtype=jnp.float64)
+    x, Y = model.sample(jax.random.key(1), params, batch=8)
+    opt = optax.sgd(0.1)
+    runs = []
+    for _ in range(2):
+        caplog.clear()
+        with jax.log_compiles(), caplog.at_level("WARNING"):
+            runs.append(train(params, x, Y, opt, model=model, steps=5, progress=False))
+        compiled = [r.getMessage() for r in caplog.records if "run_chunk" in r.getMessage()]
+    assert compiled == [], compiled  # the second run compiled nothing
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
