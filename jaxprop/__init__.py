@@ -13,8 +13,10 @@ from jaxprop.check import (
     GradReport,
     LeafReport,
     check_grads,
+    check_jacobian,
     default_tolerances,
 )
+from jaxprop.example import Example
 from jaxprop.losses import LOSSES, Loss
 from jaxprop.model import Model, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
@@ -29,6 +31,7 @@ __all__ = [
     "REGISTRY",
     "Activation",
     "Comparison",
+    "Example",
     "GradReport",
     "GradientCheckError",
     "LeafReport",
@@ -39,6 +42,7 @@ __all__ = [
     "NodeResult",
     "__version__",
     "check_grads",
+    "check_jacobian",
     "check_nodes",
     "default_tolerances",
     "get_activation",

@@ -83,10 +83,22 @@ def _mean_squared_error_grad(out, y):
     return 2.0 * (out - y) / out.size
 
 
+def _squared_error(out, y):
+    # L = ‖y − f_K‖² per example (002_dadcaa6bdb722c5e.txt (5.114); ‖e‖² of (5.76)), batch mean.
+    return jnp.sum((y - out) ** 2) / _batch(out)
+
+
+def _squared_error_grad(out, y):
+    # ∂L/∂f_K = −2 (y − f_K)ᵀ = 2 (f_K − y)ᵀ (002_dadcaa6bdb722c5e.txt (5.81) with (5.77)),
+    # per example of the mean.
+    return 2.0 * (out - y) / _batch(out)
+
+
 LOSSES: dict[str, Loss] = {
     "half_squared_error": Loss("half_squared_error", _half_squared_error, _half_squared_error_grad),
     "softmax_cross_entropy": Loss(
         "softmax_cross_entropy", _softmax_cross_entropy, _softmax_cross_entropy_grad
     ),
     "mean_squared_error": Loss("mean_squared_error", _mean_squared_error, _mean_squared_error_grad),
+    "squared_error": Loss("squared_error", _squared_error, _squared_error_grad),
 }

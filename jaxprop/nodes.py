@@ -261,8 +261,7 @@ def check_nodes(
         scales = [float(np.max(np.abs(v), initial=0.0)) for v in true.values()]
         floor = max(max(scales, default=0.0) * 1e-6, float(np.finfo(dtype).tiny))
         results = [
-            _compare_node(name, true[name], hand.get(name), floor, rtol)
-            for name in reversed(nodes)
+            _compare_node(name, true[name], hand.get(name), floor, rtol) for name in reversed(nodes)
         ]
         extra = tuple(sorted(set(hand) - set(nodes)))
     return NodeReport(nodes=tuple(results), dtype=dtype.name, name=model.name, extra=extra)

@@ -11,12 +11,13 @@ True
 
 from __future__ import annotations
 
+from jaxprop.example import Example
 from jaxprop.model import Model
-from jaxprop.models import seed000, seed001, seed003
+from jaxprop.models import seed000, seed001, seed002, seed002_calculus, seed002_lecture, seed003
 
 __all__ = ["REGISTRY", "get_model", "model_names", "register"]
 
-REGISTRY: dict[str, Model] = {}  # or any entry with name, source and check()
+REGISTRY: dict[str, Model | Example] = {}  # or any entry with name, source and check()
 
 
 def register(model: Model) -> Model:
@@ -51,6 +52,6 @@ def model_names() -> list[str]:
 # Each model module exposes ``models()``, the models it registers, built from nothing but the
 # module itself: the mutation test of tests/test_nodes.py rebuilds them from a mutated copy of the
 # module's source (docs/nodes.md).
-for _module in (seed000, seed001, seed003):
+for _module in (seed000, seed001, seed002, seed002_calculus, seed002_lecture, seed003):
     for _model in _module.models():
         register(_model)

@@ -1,0 +1,351 @@
+"""A training loop over any gradient source and any optax optimizer, in jitted scanned chunks.
+
+One optimizer step is ``(loss, g) = value_and_grad(params, x_batch, Y_batch)`` followed by
+``optax`` ``update``/``apply_updates``; :func:`train` runs ``chunk_size`` such steps inside one
+jitted :func:`jax.lax.scan`, so Python is entered once per chunk (for the progress bar), not once
+per step. The gradient comes from any of:
+
+- ``model`` with ``grad_source="manual"``: the hand-derived ``model.value_and_grad`` (one forward
+  pass, then the hand backward pass);
+- ``model`` with ``grad_source="auto"``: ``jax.value_and_grad(model.loss)``;
+- ``loss_fn`` and ``grad_fn``: any scalar loss ``(params, x, Y) -> L`` and any gradient
+  ``(params, x, Y) -> grads`` (for instance ``model.loss`` with ``model.grad`` or with
+  ``jax.grad(model.loss)``), or one ``value_and_grad_fn``.
+
+Batches: ``batch_size=None`` trains full-batch; otherwise each epoch draws a permutation of the
+examples from ``jax.random.fold_in(key(seed), epoch)`` and step ``t`` takes the
+``t mod (N // batch_size)``-th slice of it (the last ``N mod batch_size`` examples of each
+permutation are left out of that epoch). The loss recorded at step ``t`` is the loss of the batch
+of step ``t`` at the parameters before its update. The same seed gives the same run, bit for bit.
+
+Data parallel: with ``mesh`` (or ``devices``), the examples are sharded along the mesh's batch
+axis and the parameters and optimizer state are replicated; XLA's SPMD partitioner turns the
+batch-mean of the loss and the sums over examples in the gradient into all-reduces. The same code
+runs on one device or many; the batch size must be a multiple of the number of devices.
+
+>>> import jax, optax
+>>> from jaxprop import get_model
+>>> from jaxprop.train import train
+>>> model = get_model("tanh-softmax")
+>>> params = model.init(jax.random.key(0), n_in=2, n_hidden=8, n_out=2)
+>>> x, Y = model.sample(jax.random.key(1), params, batch=32)
+>>> result = train(params, x, Y, optax.adam(1e-2), model=model, steps=50, progress=False)
+>>> result.losses.shape, bool(result.losses[-1] < result.losses[0])
+((50,), True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = [
+    "GRAD_SOURCES",
+    "TrainResult",
+    "data_mesh",
+    "make_value_and_grad",
+    "max_relative_difference",
+    "train",
+]
+
+GRAD_SOURCES = ("manual", "auto")
+BATCH_AXIS = "batch"
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+      params: the final parameters (same structure as the initial ones).
+      opt_state: the final optimizer state.
+      losses: the loss at every step, shape (steps,), a NumPy array.
+      wall_time_s: seconds spent in :func:`train`, compilation included.
+    """
+
+    params: Params
+    opt_state: Any
+    losses: np.ndarray
+    wall_time_s: float
+
+
+def make_value_and_grad(model, grad_source: str = "manual") -> Callable:
+    """``(params, x, Y) -> (loss, grads)`` from a model's hand backward pass or from ``jax.grad``.
+
+    Args:
+      model: a :class:`~jaxprop.Model`.
+      grad_source: ``"manual"`` (``model.value_and_grad``, the hand-derived backward pass) or
+        ``"auto"`` (``jax.value_and_grad(model.loss)``).
+
+    Raises:
+      ValueError: for any other ``grad_source``.
+    """
+    if grad_source not in GRAD_SOURCES:
+        raise ValueError(f"grad_source must be one of {GRAD_SOURCES}, got {grad_source!r}")
+    return _cached(_make_value_and_grad, model, grad_source)
+
+
+def _make_value_and_grad(model, grad_source):
+    if grad_source == "manual":
+        return model.value_and_grad
+    return jax.value_and_grad(model.loss)
+
+
+def _cached(build, *key):
+    """``build(*key)``, memoised when the key is hashable: the same gradient source then gives the
+    same function object, and the compiled training loop is reused across calls of train()."""
+    try:
+        return _memo(build, *key)
+    except TypeError:  # an unhashable key (e.g. a model holding a list): build afresh
+        return build(*key)
+
+
+@functools.lru_cache(maxsize=128)
+def _memo(build, *key):
+    return build(*key)
+
+
+def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh named ``"batch"`` over the given devices (an int: the first that many).
+
+    Raises:
+      ValueError: when more devices are asked for than there are.
+    """
+    available = jax.devices()
+    if devices is None:
+        devices = available
+    elif isinstance(devices, int):
+        if not 1 <= devices <= len(available):
+            raise ValueError(
+                f"devices={devices}: expected between 1 and {len(available)} (the devices "
+                f"available: {available})"
+            )
+        devices = available[:devices]
+    return Mesh(np.asarray(list(devices)), (BATCH_AXIS,))
+
+
+def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad_fn) -> Callable:
+    given = [value_and_grad_fn is not None, grad_fn is not None, model is not None]
+    if sum(given) != 1:
+        raise ValueError(
+            "give exactly one gradient source: model (with grad_source), loss_fn with grad_fn, "
+            "or value_and_grad_fn"
+        )
+    if value_and_grad_fn is not None:
+        return value_and_grad_fn
+    if grad_fn is not None:
+        if loss_fn is None:
+            raise ValueError("grad_fn needs loss_fn, the loss to record at each step")
+
+        return _cached(_pair, loss_fn, grad_fn)
+    return make_value_and_grad(model, grad_source)
+
+
+def _pair(loss_fn, grad_fn):
+    def value_and_grad(params, x, Y):
+        return loss_fn(params, x, Y), grad_fn(params, x, Y)
+
+    return value_and_grad
+
+
+def _optimizer_promotion():
+    """Standard dtype promotion for optax's own arithmetic (e.g. Adam's ``b1 ** count`` mixes a
+    float with an int32 counter), so that a strict promotion setting still checks the model's
+    forward and backward passes, which are traced outside this context."""
+    return jax.numpy_dtype_promotion("standard")
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def train(
+    params: Params,
+    x: jax.Array,
+    Y: jax.Array,
+    optimizer: optax.GradientTransformation,
+    *,
+    steps: int,
+    model=None,
+    grad_source: str = "manual",
+    loss_fn: Callable | None = None,
+    grad_fn: Callable | None = None,
+    value_and_grad_fn: Callable | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    chunk_size: int = 500,
+    mesh: Mesh | None = None,
+    progress: bool | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Trains ``params`` on ``(x, Y)`` for ``steps`` optimizer steps.
+
+    Args:
+      params: the initial parameters (a pytree of arrays).
+      x: inputs, shape (N, ...), one example per row.
+      Y: labels, shape (N, ...).
+      optimizer: any ``optax.GradientTransformation``.
+      steps: the number of optimizer steps, >= 1.
+      model: a :class:`~jaxprop.Model`, with ``grad_source`` ``"manual"`` or ``"auto"``.
+      grad_source: see :func:`make_value_and_grad`.
+      loss_fn: ``(params, x, Y) -> scalar``; with ``grad_fn``, instead of ``model``.
+      grad_fn: ``(params, x, Y) -> grads``.
+      value_and_grad_fn: ``(params, x, Y) -> (loss, grads)``, instead of both.
+      batch_size: examples per step; ``None`` for the full batch (N).
+      seed: the seed of the minibatch order.
+      chunk_size: steps per jitted scan (one progress update each).
+      mesh: a mesh with a ``"batch"`` axis (see :func:`data_mesh`) to run data-parallel on;
+        ``None`` runs on the default device.
+      progress: a tqdm bar; ``None`` shows it when stderr is a terminal.
+      description: the progress bar's label.
+
+    Returns:
+      A :class:`TrainResult`; ``losses[t]`` is the loss of step t's batch before its update.
+
+    Raises:
+      ValueError: for steps < 1, a batch size outside 1..N or not a multiple of the number of
+        devices, x and Y with different numbers of rows, or an unclear gradient source.
+    """
+    value_and_grad = _resolve_value_and_grad(
+        model, grad_source, loss_fn, grad_fn, value_and_grad_fn
+    )
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    n = jnp.shape(x)[0]
+    if jnp.shape(Y)[0] != n:
+        raise ValueError(
+            f"x has shape {jnp.shape(x)} and Y has shape {jnp.shape(Y)}: expected the same "
+            f"number of rows (examples)"
+        )
+    full_batch = batch_size is None or batch_size == n
+    if batch_size is not None and not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
+    batch = n if full_batch else batch_size
+    n_devices = 1 if mesh is None else mesh.devices.size
+    if batch % n_devices:
+        raise ValueError(
+            f"batch size {batch} is not a multiple of the {n_devices} devices of the mesh"
+        )
+
+    start = time.perf_counter()
+    rows = None
+    if mesh is not None:
+        # Examples split along the batch axis, parameters and optimizer state on every device.
+        rows = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        x, Y = jax.device_put(x, rows), jax.device_put(Y, rows)
+        params = jax.device_put(params, replicated)
+    with _optimizer_promotion():
+        opt_state = optimizer.init(params)
+    if mesh is not None:
+        opt_state = jax.device_put(opt_state, replicated)
+
+    key = jax.random.key(seed)
+    run_chunk = _cached(_chunk_runner, value_and_grad, optimizer, batch, full_batch, rows)
+
+    # Every chunk but the last has the same length, so at most two compilations.
+    chunk = min(chunk_size, steps)
+    chunks = [chunk] * (steps // chunk) + ([steps % chunk] if steps % chunk else [])
+    bar = None
+    if _show_progress(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=description, unit="step", file=sys.stderr)
+    losses = []
+    done = 0
+    try:
+        for length in chunks:
+            params, opt_state, chunk_losses = run_chunk(
+                params, opt_state, x, Y, key, jnp.asarray(done), length=length
+            )
+            chunk_losses = np.asarray(chunk_losses)
+            losses.append(chunk_losses)
+            done += length
+            if bar is not None:
+                bar.update(length)
+                bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainResult(
+        params=params,
+        opt_state=opt_state,
+        losses=np.concatenate(losses),
+        wall_time_s=time.perf_counter() - start,
+    )
+
+
+def _chunk_runner(value_and_grad, optimizer, batch: int, full_batch: bool, rows):
+    """The jitted ``run_chunk(params, opt_state, x, Y, key, first_step, length)``: ``length``
+    optimizer steps in one :func:`jax.lax.scan`. The data are arguments, not constants baked into
+    the program, and the runner is memoised (:func:`_cached`), so a second run with the same
+    gradient source, optimizer and batching reuses the compiled program."""
+
+    def select(x, Y, key, step):
+        if full_batch:
+            return x, Y
+        n = x.shape[0]
+        epoch, slot = step // (n // batch), step % (n // batch)
+        order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        idx = jax.lax.dynamic_slice_in_dim(order, slot * batch, batch)
+        xb, Yb = jnp.take(x, idx, axis=0), jnp.take(Y, idx, axis=0)
+        if rows is not None:
+            xb = jax.lax.with_sharding_constraint(xb, rows)
+            Yb = jax.lax.with_sharding_constraint(Yb, rows)
+        return xb, Yb
+
+    @functools.partial(jax.jit, static_argnames="length")
+    def run_chunk(params, opt_state, x, Y, key, first_step, length):
+        def one_step(carry, step):
+            params, opt_state = carry
+            xb, Yb = select(x, Y, key, step)
+            loss, grads = value_and_grad(params, xb, Yb)
+            with _optimizer_promotion():
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+                params = optax.apply_updates(params, updates)
+            return (params, opt_state), loss
+
+        step_ids = first_step + jnp.arange(length)
+        (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), step_ids)
+        return params, opt_state, losses
+
+    return run_chunk
+
+
+def max_relative_difference(a, b) -> float:
+    """The largest ``max|a − b| / max|b|`` over the leaves of two pytrees (0 for equal trees).
+
+    Each leaf is scaled by its own largest element, as in the checker's comparisons.
+
+    >>> import numpy as np
+    >>> max_relative_difference({"w": np.array([1.0, 2.0])}, {"w": np.array([1.0, 2.5])})
+    0.2
+    """
+    worst = 0.0
+    for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        la, lb = np.asarray(la, np.float64), np.asarray(lb, np.float64)
+        scale = float(np.max(np.abs(lb), initial=0.0))
+        diff = float(np.max(np.abs(la - lb), initial=0.0))
+        if diff > 0.0:
+            worst = max(worst, diff / scale if scale > 0.0 else math.inf)
+    return worst

@@ -1,0 +1,278 @@
+"""The training loop, the experiments and ``jaxprop train``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import assert_trees_close
+
+from jaxprop import get_model
+from jaxprop.cli import main
+from jaxprop.experiments import (
+    EXPERIMENTS,
+    experiment_names,
+    loss_curve_max_rel_diff,
+    make_optimizer,
+    run_experiment,
+)
+from jaxprop.experiments import data as datasets
+from jaxprop.train import data_mesh, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model = get_model("tanh-softmax")
+    params = model.init(jax.random.key(0), n_in=2, n_hidden=16, n_out=2, dtype=jnp.float64)
+    x, Y = model.sample(jax.random.key(1), params, batch=48)
+    return model, params, x, Y
+
+
+def test_hand_and_auto_gradients_train_alike_in_float64(problem):
+    model, params, x, Y = problem
+    kw = dict(steps=40, batch_size=16, seed=3, chunk_size=15, progress=False)
+    manual = train(params, x, Y, optax.adam(1e-2), model=model, grad_source="manual", **kw)
+    auto = train(params, x, Y, optax.adam(1e-2), model=model, grad_source="auto", **kw)
+    assert loss_curve_max_rel_diff(manual.losses, auto.losses) < 1e-12
+    assert_trees_close(manual.params, auto.params, rtol=1e-12)
+    assert manual.losses[-1] < 0.9 * manual.losses[0]  # it trains
+
+
+def test_loss_fn_and_grad_fn_give_the_model_path(problem):
+    model, params, x, Y = problem
+    kw = dict(steps=12, seed=0, progress=False)
+    via_model = train(params, x, Y, optax.sgd(0.1), model=model, **kw)
+    via_fns = train(params, x, Y, optax.sgd(0.1), loss_fn=model.loss, grad_fn=jax.grad(model.loss),
+                    **kw)  # fmt: skip
+    np.testing.assert_allclose(via_fns.losses, via_model.losses, rtol=1e-12)
+    # The first recorded loss is the loss at the initial parameters.
+    assert via_model.losses[0] == pytest.approx(float(model.loss(params, x, Y)), rel=1e-14)
+
+
+def test_same_seed_same_run_other_seed_other_batches(problem):
+    model, params, x, Y = problem
+    kw = dict(steps=30, batch_size=8, chunk_size=7, progress=False)
+    a = train(params, x, Y, optax.sgd(0.05), model=model, seed=1, **kw)
+    b = train(params, x, Y, optax.sgd(0.05), model=model, seed=1, **kw)
+    c = train(params, x, Y, optax.sgd(0.05), model=model, seed=2, **kw)
+    np.testing.assert_array_equal(a.losses, b.losses)
+    assert not np.array_equal(a.losses, c.losses)
+    # The chunk length is not part of the run.
+    d = train(params, x, Y, optax.sgd(0.05), model=model, seed=1, steps=30, batch_size=8,
+              chunk_size=30, progress=False)  # fmt: skip
+    np.testing.assert_allclose(d.losses, a.losses, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 2, "batch_size": 49}, "batch_size"),
+        ({"steps": 2, "grad_source": "numeric"}, "grad_source"),
+    ],
+)
+def test_train_rejects_bad_arguments(problem, kwargs, match):
+    model, params, x, Y = problem
+    with pytest.raises(ValueError, match=match):
+        train(params, x, Y, optax.sgd(0.1), model=model, progress=False, **kwargs)
+
+
+def test_data_mesh_rejects_more_devices_than_there_are():
+    with pytest.raises(ValueError, match="devices"):
+        data_mesh(len(jax.devices()) + 1)
+
+
+def test_make_optimizer_rejects_bad_values():
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer("rmsprop", 0.1)
+    with pytest.raises(ValueError, match="lr"):
+        make_optimizer("sgd", -0.1)
+
+
+def _small(name):
+    """The experiment's data, cut to a few dozen examples."""
+    ds = EXPERIMENTS[name].data()
+    if name == "moons":
+        return datasets.two_moons(n=40)
+    if name == "regression":
+        return datasets.sine_regression(n=30)
+    if name.startswith("digits"):
+        return datasets.Dataset(ds.x_train[:60], ds.Y_train[:60], ds.x_test[:30], ds.Y_test[:30],
+                                classes=10)  # fmt: skip
+    return ds
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_every_experiment_runs_and_both_sources_agree(name):
+    metrics = run_experiment(name, grad="both", steps=4, data=_small(name), batch_size=None,
+                             progress=False)  # fmt: skip
+    assert len(metrics["losses"]) == 4
+    assert np.all(np.isfinite(metrics["losses"]))
+    assert metrics["loss_curve_max_rel_diff"] < 1e-10
+    assert metrics["param_max_rel_diff"] < 1e-10
+    assert np.isfinite(metrics["final_loss"])
+    if metrics["task"] == "classification":
+        assert 0.0 <= metrics["final_train_accuracy"] <= 1.0
+    if name.startswith("digits"):
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    if name == "least-squares":
+        assert metrics["theta_rel_error_vs_closed_form"] < 1.0
+
+
+def test_least_squares_reaches_the_closed_form():
+    metrics = run_experiment("least-squares", grad="manual", progress=False)
+    assert metrics["theta_rel_error_vs_closed_form"] < 1e-8
+    assert metrics["final_loss"] == pytest.approx(metrics["closed_form_loss"], rel=1e-10)
+
+
+def test_float32_sources_agree_to_rounding():
+    # Plain SGD: each step moves by lr times the gradient, so the two sources' float32 rounding
+    # differences stay at rounding level (Adam divides by √v and can amplify them, see the docs).
+    metrics = run_experiment("moons", grad="both", steps=5, data=datasets.two_moons(n=40),
+                             optimizer="sgd", lr=0.5, dtype="float32", progress=False)  # fmt: skip
+    assert metrics["dtype"] == "float32"
+    assert metrics["loss_curve_max_rel_diff"] < 1e-4
+    assert metrics["param_max_rel_diff"] < 1e-4
+
+
+def test_outputs_are_written_whole_with_plots(tmp_path):
+    small = {"moons": datasets.two_moons(n=40), "regression": datasets.sine_regression(n=30)}
+    for name, ds in small.items():
+        out = tmp_path / name
+        run_experiment(name, steps=3, data=ds, out=out, progress=False)
+        plot = {"moons": "decision_boundary.png", "regression": "fit.png"}[name]
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            ["metrics.json", "loss_curve.png", plot]
+        )  # no temporary files left behind
+        for png in ("loss_curve.png", plot):
+            assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert len(metrics["runs"]["manual"]["losses"]) == 3
+        assert len(metrics["runs"]["auto"]["losses"]) == 3
+
+
+def test_cli_train_writes_metrics(tmp_path, capsys):
+    status = main(["train", "moons", "--steps", "3", "--grad", "manual", "--optimizer", "sgd",
+                   "--lr", "0.1", "--batch-size", "100", "--seed", "2", "--out", str(tmp_path),
+                   "--no-plots"])  # fmt: skip
+    assert status == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["grad"] == "manual" and metrics["optimizer"] == "sgd"
+    assert metrics["batch_size"] == 100 and metrics["seed"] == 2 and metrics["steps"] == 3
+    for key in ("final_train_accuracy", "final_loss", "wall_time_s", "losses"):
+        assert key in metrics
+    assert "loss_curve_max_rel_diff" not in metrics
+    assert "train accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "no-such-experiment"],
+        ["train", "moons", "--optimizer", "rmsprop"],
+        ["train", "moons", "--lr", "-0.1"],
+        ["train", "moons", "--lr", "nan"],
+        ["train", "moons", "--steps", "0"],
+        ["train", "moons", "--batch-size", "-3"],
+        ["train", "moons", "--grad", "numeric"],
+        ["train", "moons", "--dtype", "float16"],
+    ],
+)
+def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "error:" in line] == [err[-1]]
+    assert err[-1].startswith("jaxprop train: error: argument")
+
+
+def test_cli_too_many_devices_is_a_usage_error(tmp_path, capsys):
+    n = len(jax.devices()) + 1
+    argv = ["train", "moons", "--steps", "1", "--devices", str(n), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxprop: error: devices=")
+
+
+SHARDED = textwrap.dedent(
+    """
+    import json
+    import jax, jax.numpy as jnp, numpy as np, optax
+    jax.config.update("jax_enable_x64", True)
+    from jaxprop import get_model
+    from jaxprop.train import data_mesh, train
+
+    assert len(jax.devices()) == 4, jax.devices()
+    model = get_model("tanh-softmax")
+    params = model.init(jax.random.key(0), n_in=2, n_hidden=32, n_out=2, dtype=jnp.float64)
+    x, Y = model.sample(jax.random.key(1), params, batch=64)
+    out = {}
+    for batch in (None, 16):
+        runs = {}
+        for devices in (None, 4):
+            mesh = None if devices is None else data_mesh(devices)
+            r = train(params, x, Y, optax.adam(1e-2), model=model, steps=25, batch_size=batch,
+                      seed=5, chunk_size=10, mesh=mesh, progress=False)
+            runs[devices] = r
+        one, four = runs[None], runs[4]
+        leaf = jax.tree.leaves(four.params)[0]
+        out[str(batch)] = {
+            "losses_1": one.losses.tolist(),
+            "losses_4": four.losses.tolist(),
+            "param_diff": max(float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+                              for a, b in zip(jax.tree.leaves(four.params),
+                                              jax.tree.leaves(one.params))),
+            "param_devices": len(leaf.sharding.device_set),
+            "replicated": bool(leaf.sharding.is_fully_replicated),
+        }
+    try:
+        train(params, x, Y, optax.sgd(0.1), model=model, steps=1, batch_size=6,
+              mesh=data_mesh(4), progress=False)
+    except ValueError as e:
+        out["indivisible"] = str(e)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_data_parallel_on_four_devices_matches_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", SHARDED], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "not a multiple of the 4 devices" in result.pop("indivisible", "")
+    for batch, r in result.items():
+        assert r["param_devices"] == 4 and r["replicated"], batch
+        np.testing.assert_allclose(r["losses_4"], r["losses_1"], rtol=1e-13, err_msg=batch)
+        assert r["param_diff"] < 1e-12, batch
+        assert r["losses_4"][-1] < r["losses_4"][0]
+
+
+def test_a_second_run_reuses_the_compiled_loop(caplog):
+    model = get_model("tanh-softmax")
+    params = model.init(jax.random.key(0), n_in=2, n_hidden=4, n_out=2, dtype=jnp.float64)
+    x, Y = model.sample(jax.random.key(1), params, batch=8)
+    opt = optax.sgd(0.1)
+    runs = []
+    for _ in range(2):
+        caplog.clear()
+        with jax.log_compiles(), caplog.at_level("WARNING"):
+            runs.append(train(params, x, Y, opt, model=model, steps=5, progress=False))
+        compiled = [r.getMessage() for r in caplog.records if "run_chunk" in r.getMessage()]
+    assert compiled == [], compiled  # the second run compiled nothing
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
