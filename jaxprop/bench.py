@@ -25,7 +25,7 @@ __all__ = ["matmul_peak_gflops", "run_bench", "xla_flops"]
 
 
 def xla_flops(fn: Callable, *args) -> float:
-    """FLOPs of ``jax.jit(fn)`` at these arguments, from XLA's cost analysis of the compiled code."""
+    """FLOPs of ``jax.jit(fn)`` at these arguments, from XLA's cost analysis (compiled)."""
     analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
     if isinstance(analysis, list):  # older JAX returns one dict per device
         analysis = analysis[0]
@@ -82,7 +82,7 @@ def numpy_mlp_grad(weights, biases, x, Y, activations, *, layout, loss_scale):
       (weight gradients, bias gradients or None).
     """
     fs, zs = [x], []
-    for i, (w, act) in enumerate(zip(weights, activations)):
+    for i, (w, act) in enumerate(zip(weights, activations, strict=False)):
         z = fs[-1] @ (w.T if layout == "A" else w)
         if biases is not None:
             z = z + biases[i]
@@ -131,7 +131,10 @@ def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
         fns["numpy"] = lambda: case.numpy_grad(*np_args)
     times = time_side_by_side(fns, repeats=repeats, min_time_s=0.2)
     fwd = xla_flops(model.loss, params, x, Y)
-    flops = {"manual_jit": xla_flops(manual, params, x, Y), "auto_jit": xla_flops(auto, params, x, Y)}
+    flops = {
+        "manual_jit": xla_flops(manual, params, x, Y),
+        "auto_jit": xla_flops(auto, params, x, Y),
+    }
     return {
         "name": case.name,
         "kind": "gradient",
@@ -153,18 +156,131 @@ def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
     }
 
 
+def _numpy_neuron_net(activations):
+    def grad(params, x, Y):
+        dws, _ = numpy_mlp_grad(
+            params, None, x, Y, activations, layout="w", loss_scale=1 / (x.shape[0] * Y.shape[1])
+        )
+        return dws
+
+    return grad
+
+
+def _numpy_k_layer(activations):
+    def grad(params, x, Y):
+        dAs, dbs = numpy_mlp_grad(
+            [layer["A"] for layer in params],
+            [layer["b"] for layer in params],
+            x,
+            Y,
+            activations,
+            layout="A",
+            loss_scale=1 / x.shape[0],
+        )
+        return [{"A": dA, "b": db} for dA, db in zip(dAs, dbs, strict=False)]
+
+    return grad
+
+
 def default_grad_cases() -> list[GradCase]:
-    from jaxprop.models import seed001
+    """The issue's cases: seed 001 at batch 200 and 4,096; a digits-size network 64-256-256-10 at
+    batch 512 and a 1024-1024-1024-1024 network at batch 1,024 (seed 002's K-layer network, ReLU
+    hidden layers, identity output); seed 003's per-neuron and per-layer forms at 64-256-256-10."""
+    from jaxprop.models import seed001, seed002, seed003
 
     tanh_softmax = seed001.tanh_softmax()
-    sizes = {"n_in": 2, "n_hidden": 500, "n_out": 2}
+    s001 = {"n_in": 2, "n_hidden": 500, "n_out": 2}
+    relu3 = ("relu", "relu", "identity")
+    k_layer = seed002.k_layer(relu3)
+    sig3 = ("sigmoid",) * 3
     return [
-        GradCase("seed001 2-500-2 b200", tanh_softmax, sizes, 200, numpy_grad_tanh_softmax),
-        GradCase("seed001 2-500-2 b4096", tanh_softmax, sizes, 4096, numpy_grad_tanh_softmax),
-    ]
+        GradCase("seed001 2-500-2 b200", tanh_softmax, s001, 200, numpy_grad_tanh_softmax),
+        GradCase("seed001 2-500-2 b4096", tanh_softmax, s001, 4096, numpy_grad_tanh_softmax),
+        GradCase(
+            "seed002 64-256-256-10 b512", k_layer, {"sizes": (64, 256, 256, 10)}, 512,
+            _numpy_k_layer(relu3),
+        ),
+        GradCase(
+            "seed002 1024x4 b1024", k_layer, {"sizes": (1024,) * 4}, 1024, _numpy_k_layer(relu3)
+        ),
+        GradCase(
+            "seed003 per-layer 64-256-256-10 b512", seed003.neuron_net(sig3, "per-layer"),
+            {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
+        ),
+        GradCase(
+            "seed003 per-neuron 64-256-256-10 b512", seed003.neuron_net(sig3, "per-neuron"),
+            {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
+        ),
+    ]  # fmt: skip
 
 
-def run_bench(*, repeats: int = 30, cases: list[GradCase] | None = None, progress=None) -> dict:
+def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> dict:
+    """A whole training run of ``steps`` full-batch SGD steps, four ways."""
+    import optax
+
+    from jaxprop.train import make_value_and_grad, train
+    from jaxprop.verify import random_point
+
+    params, x, Y = random_point(model, jax.random.key(0), batch, **sizes)
+    params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float32), (params, x, Y))
+    opt = optax.sgd(lr)
+
+    def scan(source):
+        return lambda: train(
+            params, x, Y, opt, model=model, grad_source=source, steps=steps, chunk_size=steps,
+            progress=False,
+        ).params  # fmt: skip
+
+    value_and_grad = make_value_and_grad(model, "manual")
+
+    @jax.jit
+    def step(p, s):
+        _, g = value_and_grad(p, x, Y)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    def python_loop():
+        p, s = params, opt.init(params)
+        for _ in range(steps):
+            p, s = step(p, s)
+        return p
+
+    np_params, np_x, np_Y = _to_numpy((params, x, Y))
+
+    def numpy_loop():
+        p = jax.tree.map(np.copy, np_params)
+        for _ in range(steps):
+            g = numpy_grad(p, np_x, np_Y)
+            p = jax.tree.map(lambda w, d: w - np.float32(lr) * d, p, g)
+        return p
+
+    fns = {
+        "manual_scan": scan("manual"),
+        "auto_scan": scan("auto"),
+        "python_loop": python_loop,
+        "numpy_loop": numpy_loop,
+    }
+    times = time_side_by_side(fns, repeats=repeats, warmup=1)
+    return {
+        "name": name,
+        "kind": "training",
+        "model": model.name,
+        "sizes": sizes,
+        "batch": batch,
+        "steps": steps,
+        **times,
+        "numpy_vs_manual_scan": times["numpy_loop"]["median_s"] / times["manual_scan"]["median_s"],
+        "auto_vs_manual_scan": times["auto_scan"]["median_s"] / times["manual_scan"]["median_s"],
+    }
+
+
+def run_bench(
+    *,
+    repeats: int = 30,
+    cases: list[GradCase] | None = None,
+    train_steps: int = 2000,
+    progress=None,
+) -> dict:
     """Runs every case and returns the JSON-ready result (an object with a list ``cases``)."""
     peak = matmul_peak_gflops()
     results = []
@@ -172,6 +288,17 @@ def run_bench(*, repeats: int = 30, cases: list[GradCase] | None = None, progres
         if progress:
             progress(case.name)
         results.append(_grad_case(case, repeats, peak))
+    if train_steps:
+        from jaxprop.models import seed001
+
+        name = f"train seed001 2-500-2 b200, {train_steps} SGD steps"
+        if progress:
+            progress(name)
+        sizes = {"n_in": 2, "n_hidden": 500, "n_out": 2}
+        results.append(
+            _train_case(name, seed001.tanh_softmax(), sizes, 200, numpy_grad_tanh_softmax,
+                        train_steps, 0.1, max(3, repeats // 6))
+        )  # fmt: skip
     return {
         "machine": {
             "platform": platform.platform(),
@@ -184,7 +311,15 @@ def run_bench(*, repeats: int = 30, cases: list[GradCase] | None = None, progres
     }
 
 
-_IMPLS = ("manual_jit", "auto_jit", "numpy", "manual_scan", "auto_scan", "python_loop", "numpy_loop")
+_IMPLS = (
+    "manual_jit",
+    "auto_jit",
+    "numpy",
+    "manual_scan",
+    "auto_scan",
+    "python_loop",
+    "numpy_loop",
+)
 
 
 def _fmt_s(t: dict | None) -> str:
@@ -216,6 +351,52 @@ def format_table(result: dict) -> str:
             ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows
+    ]
     lines.append(f"matrix-product peak: {result['matmul_peak_gflops']:.1f} GFLOP/s")
     return "\n".join(lines)
+
+
+def plot(result: dict, path) -> None:
+    """Speed of each implementation relative to the hand-derived gradient (higher: slower than
+    the hand gradient), one group of bars per case, log scale."""
+    from jaxprop.experiments.output import pyplot, save_figure
+
+    plt = pyplot()
+    cases = result["cases"]
+    pairs = [("auto_jit", "auto_scan", "jax.grad"), ("numpy", "numpy_loop", "NumPy"),
+             (None, "python_loop", "Python loop over jitted step")]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(cases) + 1.5))
+    height = 0.8 / len(pairs)
+    for j, (grad_key, train_key, label) in enumerate(pairs):
+        ratios = []
+        for c in cases:
+            manual = c.get("manual_jit") or c.get("manual_scan")
+            other = c.get(grad_key) if grad_key else None
+            other = other or c.get(train_key)
+            ratios.append(other["median_s"] / manual["median_s"] if other else np.nan)
+        ax.barh(np.arange(len(cases)) + j * height, ratios, height, label=label)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(np.arange(len(cases)) + height, [c["name"] for c in cases], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("median time / median time of jaxprop's hand gradient (jit or scan)")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def write_report(result: dict, out_dir) -> None:
+    """Writes ``bench.json``, ``bench.txt`` (the table) and ``bench.png`` to ``out_dir``."""
+    import pathlib
+
+    from jaxprop.experiments.output import atomic_write_bytes, atomic_write_json
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "bench.json", result)
+    atomic_write_bytes(out / "bench.txt", (format_table(result) + "\n").encode())
+    try:
+        plot(result, out / "bench.png")
+    except ImportError:  # matplotlib is an optional extra
+        pass

@@ -210,7 +210,46 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                        help="write the PNG plots (needs matplotlib)")  # fmt: skip
     train.set_defaults(run=_train)
+
+    bench = sub.add_parser(
+        "bench",
+        help="time hand gradients against jax.grad and NumPy, side by side",
+        description="Time the hand-derived gradients under jit, jax.grad under jit and NumPy "
+        "written by hand, and whole training runs, side by side in this process (medians of "
+        "round-robin repeats after warm-up); print one table, write bench.json/.txt/.png.",
+    )
+    bench.add_argument("--repeats", type=_positive_int, default=30, help="timed calls per case")
+    bench.add_argument("--train-steps", type=int, default=2000,
+                       help="SGD steps of the training-run case (0 to skip it)")  # fmt: skip
+    bench.add_argument("--case", action="append", metavar="SUBSTRING",
+                       help="only the gradient cases whose name has this (repeatable)")  # fmt: skip
+    bench.add_argument("--out", metavar="DIR", default="bench",
+                       help="where to write bench.json, bench.txt, bench.png")  # fmt: skip
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from jaxprop.bench import default_grad_cases, format_table, run_bench, write_report
+
+    if args.train_steps < 0:
+        return _usage_error(f"--train-steps must be >= 0, got {args.train_steps}")
+    cases = default_grad_cases()
+    if args.case:
+        cases = [c for c in cases if any(sub in c.name for sub in args.case)]
+        if not cases:
+            names = [c.name for c in default_grad_cases()]
+            return _usage_error(f"no case matches {args.case}; cases are {names}")
+    result = run_bench(
+        repeats=args.repeats,
+        cases=cases,
+        train_steps=args.train_steps,
+        progress=lambda name: print(f"timing {name} ...", file=sys.stderr, flush=True),
+    )
+    write_report(result, args.out)
+    print(format_table(result))
+    print(f"wrote {args.out}/bench.json, bench.txt, bench.png")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def atomic_write_json(path: str | os.PathLike, payload) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,10 +69,10 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -85,7 +85,7 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
       curves: e.g. ``{"manual": losses, "auto": losses}``, each of shape (steps,).
       title: the figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     both = len(curves) == 2
     fig, axes = plt.subplots(
         2 if both else 1,
@@ -115,7 +115,7 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
         ax2.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_decision_boundary(path, predict_proba, x: np.ndarray, labels: np.ndarray, title: str):
@@ -128,7 +128,7 @@ def plot_decision_boundary(path, predict_proba, x: np.ndarray, labels: np.ndarra
       labels: their classes, shape (N,).
       title: the figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     pad = 0.5
     lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
@@ -145,12 +145,12 @@ def plot_decision_boundary(path, predict_proba, x: np.ndarray, labels: np.ndarra
     ax.set_title(title)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_fit(path, x_train, y_train, x_grid, y_grid, predictions: dict[str, np.ndarray], title):
     """A 1-D regression: training points, the noiseless target and each source's prediction."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     ax.scatter(x_train[:, 0], y_train[:, 0], s=8, color="0.6", label="training data")
     ax.plot(x_grid[:, 0], y_grid[:, 0], color="k", lw=1.0, label="target")
@@ -163,4 +163,4 @@ def plot_fit(path, x_train, y_train, x_grid, y_grid, predictions: dict[str, np.n
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
