@@ -25,9 +25,10 @@ ORIGINAL and the MUTANT hand backward run at the same float64 point. A node (lea
 max |mutant − original| > 1e-6 · max |original| and unchanged when it is below 1e-12 of it; a value
 in between is ambiguous and fails the test. The expected first failing node is the first node, in
 backward order (reversed ``model.node_names(params)``), whose hand adjoint changed; the expected
-failing nodes and failing gradient leaves are exactly the changed ones; a float-valued statement
-that changes nothing is dead code and fails the test. ``check_nodes`` and ``check_grads`` (both
-against ``jax.grad``) must report exactly that.
+failing nodes and failing gradient leaves are exactly the changed ones. A float-valued statement
+that changes nothing fails the test as dead code, unless ``NO_EFFECT`` lists it with the reason the
+model does not use it (a helper shared with another model); listed ones must change nothing.
+``check_nodes`` and ``check_grads`` (both against ``jax.grad``) must report exactly that.
 
 **The static cross-check.** Where the backward pass names a variable as a node's adjoint (a dict
 literal ``{"z1": dz1, ...}`` or a subscript assignment ``adjoints[f"in{l}"] = delta``, the f-string
