@@ -309,7 +309,10 @@ def _ground_truth(index: int):
     failing = tuple(
         p for p in orig_leaves if _changed(leaves[p], orig_leaves[p], f"`{m.text}` leaf {p}")
     )
-    return mutant, mutator.scaled > 0, nodes, failing
+    identical = all(np.array_equal(leaves[p], orig_leaves[p]) for p in orig_leaves) and all(
+        np.array_equal(adjoints[n], orig_adjoints[n]) for n in orig_adjoints
+    )
+    return mutant, mutator.scaled > 0 or not identical, nodes, failing
 
 
 MUTANTS = _mutants()
