@@ -2,7 +2,8 @@
 
 For each case, in one process: the hand-derived gradient under ``jax.jit``, ``jax.grad`` under
 ``jax.jit`` and a NumPy implementation written by hand the way the documents' readers would
-(float32), each the median of many round-robin repeats after warm-up and compile; the compile time
+(float32), each the median of many repeats after warm-up and compile (the JAX implementations
+round-robin in shuffled blocks, NumPy in a phase of its own right after); the compile time
 of each jitted function; FLOPs of the gradient over FLOPs of the forward pass from XLA's own cost
 analysis; and the achieved GFLOP/s against this machine's matrix-product peak (a large jitted
 ``A @ A`` timed in the same run).
@@ -126,10 +127,14 @@ def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
         "manual_jit": lambda: manual_jit(params, x, Y),
         "auto_jit": lambda: auto_jit(params, x, Y),
     }
-    if case.numpy_grad is not None:
-        np_args = _to_numpy((params, x, Y))
-        fns["numpy"] = lambda: case.numpy_grad(*np_args)
     times = time_side_by_side(fns, repeats=repeats, min_time_s=0.2)
+    if case.numpy_grad is not None:
+        # NumPy in a phase of its own: its BLAS threads spin after each call and would slow
+        # whichever JAX call came next.
+        np_args = _to_numpy((params, x, Y))
+        times |= time_side_by_side(
+            {"numpy": lambda: case.numpy_grad(*np_args)}, repeats=repeats, min_time_s=0.2
+        )
     fwd = xla_flops(model.loss, params, x, Y)
     flops = {
         "manual_jit": xla_flops(manual, params, x, Y),
@@ -254,13 +259,9 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
             p = jax.tree.map(lambda w, d: w - np.float32(lr) * d, p, g)
         return p
 
-    fns = {
-        "manual_scan": scan("manual"),
-        "auto_scan": scan("auto"),
-        "python_loop": python_loop,
-        "numpy_loop": numpy_loop,
-    }
-    times = time_side_by_side(fns, repeats=repeats, warmup=1)
+    fns = {"manual_scan": scan("manual"), "auto_scan": scan("auto"), "python_loop": python_loop}
+    times = time_side_by_side(fns, repeats=repeats, warmup=1, block=1)
+    times |= time_side_by_side({"numpy_loop": numpy_loop}, repeats=repeats, warmup=1, block=1)
     return {
         "name": name,
         "kind": "training",

@@ -1,7 +1,10 @@
 """Timing side by side: medians of many repeats, after warm-up and compile, in one process.
 
 Implementations are timed round-robin (one call of each in turn, repeated), so that a slow spell of
-a shared machine falls on all of them alike and their ratios stay fair.
+a shared machine falls on all of them alike and their ratios stay fair; the order within each round
+is shuffled, and each turn is a block of a few consecutive calls, so that no implementation always
+runs right after the same other one and a switch costs at most the first call of a block (a BLAS
+thread pool that spins for a while after NumPy's call slows whatever runs next).
 
 >>> import jax.numpy as jnp
 >>> t = time_side_by_side({"sum": lambda: jnp.sum(jnp.ones(8))}, repeats=5)
@@ -11,6 +14,7 @@ a shared machine falls on all of them alike and their ratios stay fair.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +34,7 @@ def time_side_by_side(
     repeats: int = 50,
     warmup: int = 3,
     min_time_s: float = 0.0,
+    block: int = 5,
 ) -> dict[str, dict[str, float]]:
     """Times argument-free callables round-robin; each call's result is waited for.
 
@@ -38,6 +43,7 @@ def time_side_by_side(
       repeats: timed calls of each.
       warmup: untimed calls of each first (compilation happens here).
       min_time_s: keep repeating (round-robin) until each has run at least this long in all.
+      block: consecutive calls of one implementation per turn.
 
     Returns:
       name → {"median_s", "min_s", "max_s", "repeats"}.
@@ -46,12 +52,17 @@ def time_side_by_side(
         for _ in range(warmup):
             _block(fn())
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    rng = random.Random(0)
     while True:
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                _block(fn())
-                samples[name].append(time.perf_counter() - t0)
+        for _ in range(-(-repeats // block)):
+            rng.shuffle(order)
+            for name in order:
+                fn = fns[name]
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    _block(fn())
+                    samples[name].append(time.perf_counter() - t0)
         if all(sum(s) >= min_time_s for s in samples.values()) or len(samples) == 0:
             break
     return {
