@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import platform
 from collections.abc import Callable
 
@@ -275,15 +276,40 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
     }
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_bench(
     *,
     repeats: int = 30,
     cases: list[GradCase] | None = None,
     train_steps: int = 2000,
+    peak_size: int = 2048,
     progress=None,
 ) -> dict:
-    """Runs every case and returns the JSON-ready result (an object with a list ``cases``)."""
-    peak = matmul_peak_gflops()
+    """Runs every case and returns the JSON-ready result.
+
+    Args:
+      repeats: timed calls of each implementation per gradient case (training runs: a sixth).
+      cases: the gradient cases (default: :func:`default_grad_cases`).
+      train_steps: SGD steps of the training-run case on seed 001's network (0: no such case).
+      peak_size: n of the n × n matrix product that measures the machine's peak.
+      progress: called with each case's name as it starts.
+
+    Returns:
+      ``{"machine", "matmul_peak_gflops", "cases": [...]}``; each case has ``name`` and, per
+      implementation, ``{"median_s", "min_s", "max_s", "repeats"}``, plus ``flop_ratio``,
+      ``gflops`` and ``peak_fraction`` for gradient cases.
+    """
+    peak = matmul_peak_gflops(peak_size)
     results = []
     for case in cases if cases is not None else default_grad_cases():
         if progress:
@@ -303,7 +329,8 @@ def run_bench(
     return {
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
+            "processor": _cpu_model(),
+            "cpu_count": os.cpu_count(),
             "devices": [str(d) for d in jax.devices()],
             "jax": jax.__version__,
         },
@@ -334,7 +361,7 @@ def _fmt_s(t: dict | None) -> str:
 def format_table(result: dict) -> str:
     """One table: per case, the median [min–max] of each implementation, and the ratios."""
     header = ["case", *[i for i in _IMPLS if any(i in c for c in result["cases"])]]
-    header += ["auto/manual", "numpy/manual", "FLOP ratio", "GFLOP/s", "% peak"]
+    header += ["auto/manual", "numpy/manual", "FLOP ratio", "GFLOP/s", "% peak", "compile ms"]
     rows = [header]
     for c in result["cases"]:
         manual = c.get("manual_jit") or c.get("manual_scan")
@@ -343,12 +370,17 @@ def format_table(result: dict) -> str:
         rows.append(
             [
                 c["name"],
-                *[_fmt_s(c.get(i)) for i in header[1 : len(header) - 5]],
+                *[_fmt_s(c.get(i)) for i in header[1 : len(header) - 6]],
                 f"{auto['median_s'] / manual['median_s']:.2f}" if auto and manual else "-",
                 f"{ref['median_s'] / manual['median_s']:.2f}" if ref and manual else "-",
                 f"{c['flop_ratio']:.2f}" if "flop_ratio" in c else "-",
                 f"{c['gflops']:.1f}" if "gflops" in c else "-",
                 f"{100 * c['peak_fraction']:.0f}" if "peak_fraction" in c else "-",
+                "{:.0f} / {:.0f}".format(
+                    *(1e3 * c["compile_s"][k] for k in ("manual_jit", "auto_jit"))
+                )
+                if "compile_s" in c
+                else "-",
             ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -368,7 +400,7 @@ def plot(result: dict, path) -> None:
     cases = result["cases"]
     pairs = [("auto_jit", "auto_scan", "jax.grad"), ("numpy", "numpy_loop", "NumPy"),
              (None, "python_loop", "Python loop over jitted step")]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(cases) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(cases) + 1.8))
     height = 0.8 / len(pairs)
     for j, (grad_key, train_key, label) in enumerate(pairs):
         ratios = []
@@ -382,8 +414,12 @@ def plot(result: dict, path) -> None:
     ax.set_xscale("log")
     ax.set_yticks(np.arange(len(cases)) + height, [c["name"] for c in cases], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("median time / median time of jaxprop's hand gradient (jit or scan)")
+    ax.set_xlabel(
+        "median time / median time of jaxprop's hand gradient (> 1: the hand gradient is faster)"
+    )
+    ax.set_title("each implementation against jaxprop's hand gradient (jit, or scan for training)")
     ax.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, path)
 
 

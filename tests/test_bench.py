@@ -1,0 +1,60 @@
+"""The benchmark's machinery on tiny cases: its JSON has the documented keys, its NumPy references
+compute the same gradients as the models. No timing is asserted: timings belong in the benchmark."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_trees_close
+
+from jaxprop import bench
+from jaxprop.cli import main
+from jaxprop.models import seed001, seed002, seed003
+from jaxprop.verify import random_point
+
+IMPLS = {"manual_jit", "auto_jit", "numpy"}
+
+
+@pytest.mark.parametrize(
+    ("model", "sizes", "numpy_grad"),
+    [
+        (seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 5, "n_out": 3},
+         bench.numpy_grad_tanh_softmax),
+        (seed002.k_layer(("relu", "tanh", "identity")), {"sizes": (3, 4, 5, 2)},
+         bench._numpy_k_layer(("relu", "tanh", "identity"))),
+        (seed003.neuron_net(("sigmoid", "tanh"), "per-layer"), {"sizes": (3, 4, 2)},
+         bench._numpy_neuron_net(("sigmoid", "tanh"))),
+    ],
+    ids=["seed001", "seed002", "seed003"],
+)  # fmt: skip
+def test_numpy_references_equal_the_hand_gradients(model, sizes, numpy_grad):
+    params, x, Y = random_point(model, jax.random.key(0), 6, **sizes)
+    params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float64), (params, x, Y))
+    expected = model.grad(params, x, Y)
+    got = numpy_grad(*jax.tree.map(np.asarray, (params, x, Y)))
+    assert_trees_close(jax.tree.map(jnp.asarray, got), expected, rtol=1e-12)
+
+
+def test_run_bench_reports_every_documented_key():
+    case = bench.GradCase(
+        "tiny", seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 4, "n_out": 2}, 8,
+        bench.numpy_grad_tanh_softmax,
+    )  # fmt: skip
+    result = bench.run_bench(repeats=2, cases=[case], train_steps=3, peak_size=64)
+    json.dumps(result)
+    assert result["matmul_peak_gflops"] > 0
+    grad_case, train_case = result["cases"]
+    assert grad_case["name"] == "tiny" and IMPLS <= set(grad_case)
+    for impl in IMPLS:
+        assert grad_case[impl]["min_s"] <= grad_case[impl]["median_s"] <= grad_case[impl]["max_s"]
+    assert 1.0 < grad_case["flop_ratio"] < 4.0 and grad_case["gflops"] > 0
+    assert {"manual_scan", "auto_scan", "python_loop", "numpy_loop"} <= set(train_case)
+    table = bench.format_table(result)
+    assert "tiny" in table and "matrix-product peak" in table
+
+
+def test_bench_command_rejects_an_unknown_case(capsys):
+    assert main(["bench", "--case", "no-such-case"]) == 2
+    assert "no case matches" in capsys.readouterr().err
