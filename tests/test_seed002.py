@@ -63,7 +63,7 @@ def test_k_layer_hand_recursion_equals_jax_grad(jit, data, depth, batch, seed):
     model = seed002.k_layer(acts)
     params, x, Y = _point(model, seed, batch, sizes=sizes)
     assert [p["A"].shape for p in params] == list(zip(sizes[1:], sizes[:-1], strict=True))
-    assert model.nodes == seed002.node_names(depth)
+    assert model.node_names(params) == seed002.node_names(depth)
     _assert_grads_and_adjoints(model, params, x, Y, jit)
 
 
@@ -103,7 +103,7 @@ def test_k_layer_registered_with_the_defaults():
         ((8, 4), (8,)), ((8, 8), (8,)), ((3, 8), (3,))
     ]  # fmt: skip
     assert model.objective is jaxprop.LOSSES["squared_error"]
-    assert model.nodes == ("Z1", "f1", "Z2", "f2", "Z3", "f3")
+    assert model.node_names(params) == ("Z1", "f1", "Z2", "f2", "Z3", "f3")
 
 
 def test_k_layer_bad_input_names_both_shapes():
