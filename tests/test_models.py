@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import jaxprop
 from jaxprop.models import seed000, seed001
 
-SETTINGS = settings(max_examples=4, deadline=None)
+SETTINGS = settings(max_examples=3, deadline=None)
 # The registered networks (entries that are Models; worked examples such as a Jacobian are
 # registry entries too, verified through their own check()).
 MODEL_NAMES = [n for n in jaxprop.model_names() if isinstance(jaxprop.get_model(n), jaxprop.Model)]
