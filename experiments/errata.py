@@ -760,6 +760,14 @@ NOTATION = [
     ),
     ("002", "(5.92)", "'We stack the partial derivatives (5.91)'", "(5.90) and (5.91)"),
     (
+        "002",
+        "lecture, Backward Path (2)",
+        "labels 'Identity Diagonal Diagonal Row Vector' under five factors: read right to left, "
+        "∂Z2/∂f1 is labelled Diagonal",
+        "Row vector · Diagonal (σ′(Z2)) · A1 (a full matrix: jax.jacfwd of Z2 in f1 equals A1, "
+        "off-diagonal entries > 0.1; tests/test_seed002.py) · Diagonal (σ′(Z1)) · Identity",
+    ),
+    (
         "003",
         "batch MSE",
         "1/(b|out|) Σ_{i=0}^{b} (y_i − out_i)²: b + 1 terms",

@@ -25,8 +25,8 @@ import jax  # noqa: E402
 from jaxprop.experiments import get_experiment, run_experiment  # noqa: E402
 from jaxprop.experiments.output import atomic_write_bytes  # noqa: E402
 
-DEFAULT = ["moons", "regression", "digits-softmax"]
 ALL = ["moons", "regression", "digits-softmax", "digits-k-layer", "digits-neuron", "least-squares"]
+DEFAULT = ALL
 # A side run kept in the table: the same experiment with a larger Adam step (see the notes).
 VARIANTS = {"regression": [{"lr": 1e-2}]}
 
