@@ -87,6 +87,22 @@ def default_tolerances(dtype) -> tuple[float, float]:
     return _TOLERANCES[name]
 
 
+def precision(dtype):
+    """The context a check in ``dtype`` runs in: 64-bit mode on for float64 (whatever the global
+    setting), nothing changed otherwise."""
+    return jax.enable_x64(True) if jnp.dtype(dtype) == jnp.float64 else contextlib.nullcontext()
+
+
+def _resolve(dtype, rtol, fd_rtol, fd_samples):
+    """The dtype and the tolerances a check uses: the defaults of the dtype unless given."""
+    dtype = jnp.dtype(dtype)
+    auto_rtol, default_fd_rtol = default_tolerances(dtype)
+    if fd_samples < 1:
+        raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
+    rtol = auto_rtol if rtol is None else rtol
+    return dtype, rtol, default_fd_rtol if fd_rtol is None else fd_rtol
+
+
 def leaf_path(path: Sequence[Any]) -> str:
     """A readable name for a pytree key path: ``('layers', 0, 'A')`` becomes ``layers/0/A``."""
     parts = []
@@ -358,14 +374,8 @@ def check_grads(
         loss is not a finite scalar, or ``dtype`` is not float32/float64.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
-    dtype = jnp.dtype(dtype)
-    auto_rtol, default_fd_rtol = default_tolerances(dtype)
-    rtol = auto_rtol if rtol is None else rtol
-    fd_rtol = default_fd_rtol if fd_rtol is None else fd_rtol
-    if fd_samples < 1:
-        raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
-    x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
-    with x64:
+    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples)
+    with precision(dtype):
         report = _check(
             loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed
         )
@@ -545,14 +555,8 @@ def check_jacobian(
     >>> report.ok, [leaf.path for leaf in report.leaves]
     (True, ['J', 'J@jacrev'])
     """
-    dtype = jnp.dtype(dtype)
-    auto_rtol, default_fd_rtol = default_tolerances(dtype)
-    rtol = auto_rtol if rtol is None else rtol
-    fd_rtol = default_fd_rtol if fd_rtol is None else fd_rtol
-    if fd_samples < 1:
-        raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
-    x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
-    with x64:
+    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples)
+    with precision(dtype):
         primal, args = _cast(jnp.asarray(primal), dtype), _cast(args, dtype)
         maybe_jit = jax.jit if jit else (lambda f: f)
         value = np.asarray(maybe_jit(fn)(primal, *args))

@@ -38,7 +38,6 @@ its nodes and whose ``backward`` returns ``(grads, adjoints)`` works, a user's o
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -53,6 +52,7 @@ from jaxprop.check import (
     _cast,
     _compare,
     default_tolerances,
+    precision,
 )
 from jaxprop.model import Model
 
@@ -251,8 +251,7 @@ def check_nodes(
         )
     dtype = jnp.dtype(dtype)
     rtol = default_tolerances(dtype)[0] if rtol is None else rtol
-    x64 = jax.enable_x64(True) if dtype == jnp.float64 else contextlib.nullcontext()
-    with x64:
+    with precision(dtype):
         params, x, Y = _cast((params, x, Y), dtype)
         maybe_jit = jax.jit if jit else (lambda f: f)
         true = maybe_jit(lambda p, x, Y: true_adjoints(model, p, x, Y))(params, x, Y)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop.check import GradReport, LeafReport, _compare, check_grads, check_jacobian
+from jaxprop.check import GradReport, LeafReport, _compare, check_grads, check_jacobian, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
@@ -59,10 +59,6 @@ SOURCE_SCALAR = "002_dadcaa6bdb722c5e.txt (5.109)-(5.110)"
 SOURCE_LEAST_SQUARES = "002_dadcaa6bdb722c5e.txt (5.75)-(5.84)"
 SOURCE_DF_DA = "002_dadcaa6bdb722c5e.txt (5.85)-(5.92)"
 SOURCE_DA_DX = "002_dadcaa6bdb722c5e.txt §5.4 approaches 1 and 2, (5.48), (5.68)"
-
-
-def _x64(dtype):
-    return jax.enable_x64(jnp.dtype(dtype) == jnp.float64)
 
 
 def _rename(report: GradReport, path: str) -> tuple[LeafReport, ...]:
@@ -108,7 +104,7 @@ def _scalar_check(*, seed, dtype, jit, batch):
     # that cos u oscillates on a scale near the finite-difference step ε^{1/3}, and the central
     # differences' own truncation error (h² f‴/6) exceeds their tolerance; jax.grad is compared
     # on wider ranges in tests/test_seed002.py.
-    with _x64(dtype):
+    with precision(dtype):
         x = jax.random.uniform(jax.random.key(seed), (batch,), jnp.dtype(dtype), -1.5, 1.5)
     # f is elementwise, so the gradient of Σ_j f(x_j) is the vector of derivatives f′(x_j): the
     # hand derivative is checked on every element at once against jax.grad and (5.39).
@@ -229,7 +225,7 @@ class _LeastSquaresModel(Model):
         from jaxprop.verify import random_point
 
         report = super().check(seed=seed, dtype=dtype, jit=jit, batch=batch)
-        with _x64(dtype):
+        with precision(dtype):
             _, Phi, y = random_point(self, jax.random.key(seed), batch, dtype=dtype)
             theta = normal_equations(Phi, y)
             fn = jax.jit(least_squares_grad) if jit else least_squares_grad
@@ -314,7 +310,7 @@ def df_dA(A: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _df_dA_check(*, seed, dtype, jit, batch):
-    with _x64(dtype):
+    with precision(dtype):
         kA, kx = jax.random.split(jax.random.key(seed))
         M, N = 4, 3
         A = jax.random.normal(kA, (M, N), jnp.dtype(dtype))
@@ -375,7 +371,7 @@ def dA_dx_flatten(x: jax.Array, C: jax.Array, D: jax.Array) -> jax.Array:
 
 
 def _dA_dx_check(*, seed, dtype, jit, batch):
-    with _x64(dtype):
+    with precision(dtype):
         kC, kD, kx = jax.random.split(jax.random.key(seed), 3)
         m, n, p = 4, 2, 3  # the chapter's A ∈ R^{4×2}, x ∈ R^3
         dt = jnp.dtype(dtype)

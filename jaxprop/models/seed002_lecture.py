@@ -50,7 +50,7 @@ import numpy as np
 import optax
 
 from jaxprop.activations import ACTIVATIONS
-from jaxprop.check import GradReport, LeafReport, _compare, check_grads
+from jaxprop.check import GradReport, LeafReport, _compare, check_grads, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
@@ -263,7 +263,7 @@ def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
     from jaxprop.verify import random_point
 
     dt = jnp.dtype(dtype)
-    with jax.enable_x64(dt == jnp.float64):
+    with precision(dt):
         params, X, Y = random_point(two_layer_sigmoid(), jax.random.key(seed), batch)
         params, X, Y = jax.tree.map(lambda a: a.astype(dt), (params, X, Y))
         report = check_grads(
