@@ -12,7 +12,7 @@ from jaxprop.cli import main
 
 
 def test_verify_all_pass_and_print_one_table(capsys):
-    assert main(["verify"]) == 0
+    assert main(["verify", "--nodes"]) == 0
     out = capsys.readouterr().out
     for name in jaxprop.model_names():
         assert name in out

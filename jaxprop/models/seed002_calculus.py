@@ -221,10 +221,18 @@ def _ls_sample(key, params, batch: int):
 class _LeastSquaresModel(Model):
     """The least-squares Model whose check also verifies the gradient at the normal equations."""
 
-    def check(self, *, seed: int = 0, dtype="float64", jit: bool = True, batch: int = 16):
+    def check(
+        self,
+        *,
+        seed: int = 0,
+        dtype="float64",
+        jit: bool = True,
+        batch: int = 16,
+        nodes: bool = False,
+    ):
         from jaxprop.verify import random_point
 
-        report = super().check(seed=seed, dtype=dtype, jit=jit, batch=batch)
+        report = super().check(seed=seed, dtype=dtype, jit=jit, batch=batch, nodes=nodes)
         with precision(dtype):
             _, Phi, y = random_point(self, jax.random.key(seed), batch, dtype=dtype)
             theta = normal_equations(Phi, y)
