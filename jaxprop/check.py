@@ -93,8 +93,11 @@ def precision(dtype):
     return jax.enable_x64(True) if jnp.dtype(dtype) == jnp.float64 else contextlib.nullcontext()
 
 
-def _resolve(dtype, rtol, fd_rtol, fd_samples):
+def _resolve(dtype, rtol, fd_rtol, fd_samples, seed=0):
     """The dtype and the tolerances a check uses: the defaults of the dtype unless given."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        # The finite-difference sample is drawn by NumPy, whose seeds are non-negative.
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     dtype = jnp.dtype(dtype)
     auto_rtol, default_fd_rtol = default_tolerances(dtype)
     if fd_samples < 1:
@@ -361,7 +364,7 @@ def check_grads(
       fd_rtol: tolerance against finite differences; defaults by dtype.
       fd_samples: the most elements per leaf compared by finite differences.
       jit: run both gradients (and the finite differences) under ``jax.jit``.
-      seed: chooses the elements sampled for finite differences.
+      seed: chooses the elements sampled for finite differences (a non-negative integer).
       name: a name for the report (e.g. the model's).
       source: a citation for the report.
       raise_on_failure: raise :class:`GradientCheckError` instead of returning a failing report.
@@ -371,10 +374,11 @@ def check_grads(
 
     Raises:
       ValueError: if a parameter is not finite (NaN or inf; the message names the leaf), or the
-        loss is not a finite scalar, or ``dtype`` is not float32/float64.
+        loss is not a finite scalar, or ``dtype`` is not float32/float64, or ``seed`` is
+        negative.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
-    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples)
+    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
         report = _check(
             loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed
@@ -555,7 +559,7 @@ def check_jacobian(
     >>> report.ok, [leaf.path for leaf in report.leaves]
     (True, ['J', 'J@jacrev'])
     """
-    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples)
+    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
         primal, args = _cast(jnp.asarray(primal), dtype), _cast(args, dtype)
         maybe_jit = jax.jit if jit else (lambda f: f)

@@ -172,3 +172,11 @@ def test_bad_arguments_are_named():
         check_grads(loss, lambda p: 2 * p, jnp.ones(2), dtype="int32")
     with pytest.raises(ValueError, match="fd_samples"):
         check_grads(loss, lambda p: 2 * p, jnp.ones(2), fd_samples=0)
+
+
+def test_a_negative_seed_is_named_not_a_numpy_traceback():
+    loss = lambda p: jnp.sum(p**2)  # noqa: E731
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        check_grads(loss, lambda p: 2 * p, jnp.ones(2), seed=-1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        jaxprop.check_jacobian(lambda x: 2 * x, lambda x: 2 * jnp.eye(2), jnp.ones(2), seed=-1)
