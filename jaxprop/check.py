@@ -397,7 +397,13 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
         raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
 
     maybe_jit = jax.jit if jit else (lambda f: f)
-    loss = float(np.asarray(maybe_jit(loss_fn)(params, *args)))
+    loss = np.asarray(maybe_jit(loss_fn)(params, *args))
+    if loss.shape != ():
+        raise ValueError(
+            f"loss_fn must return a scalar, got an array of shape {loss.shape}: "
+            "reduce it (e.g. jnp.sum or jnp.mean) to the scalar loss"
+        )
+    loss = float(loss)
     if not math.isfinite(loss):
         raise ValueError(f"the loss is not finite at these parameters: {loss}")
     auto = maybe_jit(jax.grad(loss_fn))(params, *args)

@@ -180,3 +180,10 @@ def test_a_negative_seed_is_named_not_a_numpy_traceback():
         check_grads(loss, lambda p: 2 * p, jnp.ones(2), seed=-1)
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         jaxprop.check_jacobian(lambda x: 2 * x, lambda x: 2 * jnp.eye(2), jnp.ones(2), seed=-1)
+
+
+def test_a_loss_that_is_not_a_scalar_is_named():
+    with pytest.raises(
+        ValueError, match=r"loss_fn must return a scalar, got an array of shape \(3,\)"
+    ):
+        check_grads(lambda p: p**2, lambda p: 2 * p, jnp.ones(3))
