@@ -313,6 +313,9 @@ def _compare(reference, hand, ref, scale, rtol, index_of=None) -> Comparison:
     """Compares two flat float arrays of the same length; ``index_of`` maps a flat position to
     the leaf's index."""
     err = np.abs(hand - ref)
+    if err.size == 0:
+        # A leaf with no elements (shape (0,), say) has nothing to disagree on.
+        return Comparison(reference, 0.0, 0.0, (), 0.0, 0.0, 0, rtol)
     if not np.all(np.isfinite(err)):
         k = int(np.argmax(~np.isfinite(err)))
         max_abs = max_rel = math.inf

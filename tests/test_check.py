@@ -187,3 +187,12 @@ def test_a_loss_that_is_not_a_scalar_is_named():
         ValueError, match=r"loss_fn must return a scalar, got an array of shape \(3,\)"
     ):
         check_grads(lambda p: p**2, lambda p: 2 * p, jnp.ones(3))
+
+
+def test_a_leaf_with_no_elements_is_compared_not_a_crash():
+    loss = lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"])  # noqa: E731
+    params = {"a": jnp.ones(2), "b": jnp.ones((0, 3))}
+    report = check_grads(loss, lambda p: {"a": 2 * p["a"], "b": jnp.ones((0, 3))}, params)
+    assert report.ok and report["b"].vs_auto.n_compared == 0
+    wrong = check_grads(loss, lambda p: {"a": p["a"], "b": jnp.ones((0, 3))}, params)
+    assert wrong.failing == ("a",)
