@@ -570,7 +570,19 @@ def check_jacobian(
     """
     dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
-        primal, args = _cast(jnp.asarray(primal), dtype), _cast(args, dtype)
+        try:
+            primal = jnp.asarray(primal)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"primal must be one floating-point array, got {type(primal).__name__}; "
+                "for a pytree of parameters, use check_grads"
+            ) from None
+        if not jnp.issubdtype(primal.dtype, jnp.floating):
+            raise ValueError(
+                f"primal must be one floating-point array, got dtype {primal.dtype}: "
+                f"cast it with primal.astype({dtype.name!r})"
+            )
+        primal, args = _cast(primal, dtype), _cast(args, dtype)
         maybe_jit = jax.jit if jit else (lambda f: f)
         value = np.asarray(maybe_jit(fn)(primal, *args))
         hand = maybe_jit(jac_fn)(primal, *args)

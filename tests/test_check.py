@@ -196,3 +196,11 @@ def test_a_leaf_with_no_elements_is_compared_not_a_crash():
     assert report.ok and report["b"].vs_auto.n_compared == 0
     wrong = check_grads(loss, lambda p: {"a": p["a"], "b": jnp.ones((0, 3))}, params)
     assert wrong.failing == ("a",)
+
+
+def test_check_jacobian_names_a_primal_that_is_not_one_float_array():
+    double = lambda x: 2 * x  # noqa: E731
+    with pytest.raises(ValueError, match="primal must be one floating-point array, got dict"):
+        jaxprop.check_jacobian(double, lambda x: 2 * jnp.eye(2), {"a": jnp.ones(2)})
+    with pytest.raises(ValueError, match="primal must be one floating-point array, got dtype int"):
+        jaxprop.check_jacobian(double, lambda x: 2 * jnp.eye(2), jnp.arange(2))
