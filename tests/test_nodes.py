@@ -514,6 +514,10 @@ def test_bad_models_are_clear_errors():
         check_nodes(dataclasses.replace(model, nodes=()), params, x, Y)
     with pytest.raises(TypeError, match=r"jaxprop\.Model"):
         check_nodes(object(), params, x, Y)
+    with pytest.raises(ValueError, match=r"nodes must be a tuple of names.*nodes=\('z1',\)"):
+        dataclasses.replace(model, nodes="z1")
+    with pytest.raises(ValueError, match=r"objective must be a jaxprop\.Loss"):
+        dataclasses.replace(model, objective=3)
 
 
 def test_non_finite_parameters_are_named_not_blamed_on_a_node():
