@@ -93,8 +93,11 @@ def precision(dtype):
     return jax.enable_x64(True) if jnp.dtype(dtype) == jnp.float64 else contextlib.nullcontext()
 
 
-def _resolve(dtype, rtol, fd_rtol, fd_samples):
+def _resolve(dtype, rtol, fd_rtol, fd_samples, seed=0):
     """The dtype and the tolerances a check uses: the defaults of the dtype unless given."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        # The finite-difference sample is drawn by NumPy, whose seeds are non-negative.
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     dtype = jnp.dtype(dtype)
     auto_rtol, default_fd_rtol = default_tolerances(dtype)
     if fd_samples < 1:
@@ -310,6 +313,9 @@ def _compare(reference, hand, ref, scale, rtol, index_of=None) -> Comparison:
     """Compares two flat float arrays of the same length; ``index_of`` maps a flat position to
     the leaf's index."""
     err = np.abs(hand - ref)
+    if err.size == 0:
+        # A leaf with no elements (shape (0,), say) has nothing to disagree on.
+        return Comparison(reference, 0.0, 0.0, (), 0.0, 0.0, 0, rtol)
     if not np.all(np.isfinite(err)):
         k = int(np.argmax(~np.isfinite(err)))
         max_abs = max_rel = math.inf
@@ -361,7 +367,7 @@ def check_grads(
       fd_rtol: tolerance against finite differences; defaults by dtype.
       fd_samples: the most elements per leaf compared by finite differences.
       jit: run both gradients (and the finite differences) under ``jax.jit``.
-      seed: chooses the elements sampled for finite differences.
+      seed: chooses the elements sampled for finite differences (a non-negative integer).
       name: a name for the report (e.g. the model's).
       source: a citation for the report.
       raise_on_failure: raise :class:`GradientCheckError` instead of returning a failing report.
@@ -371,10 +377,11 @@ def check_grads(
 
     Raises:
       ValueError: if a parameter is not finite (NaN or inf; the message names the leaf), or the
-        loss is not a finite scalar, or ``dtype`` is not float32/float64.
+        loss is not a finite scalar, or ``dtype`` is not float32/float64, or ``seed`` is
+        negative.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
-    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples)
+    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
         report = _check(
             loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed
@@ -393,7 +400,13 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
         raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
 
     maybe_jit = jax.jit if jit else (lambda f: f)
-    loss = float(np.asarray(maybe_jit(loss_fn)(params, *args)))
+    loss = np.asarray(maybe_jit(loss_fn)(params, *args))
+    if loss.shape != ():
+        raise ValueError(
+            f"loss_fn must return a scalar, got an array of shape {loss.shape}: "
+            "reduce it (e.g. jnp.sum or jnp.mean) to the scalar loss"
+        )
+    loss = float(loss)
     if not math.isfinite(loss):
         raise ValueError(f"the loss is not finite at these parameters: {loss}")
     auto = maybe_jit(jax.grad(loss_fn))(params, *args)
@@ -555,9 +568,21 @@ def check_jacobian(
     >>> report.ok, [leaf.path for leaf in report.leaves]
     (True, ['J', 'J@jacrev'])
     """
-    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples)
+    dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
-        primal, args = _cast(jnp.asarray(primal), dtype), _cast(args, dtype)
+        try:
+            primal = jnp.asarray(primal)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"primal must be one floating-point array, got {type(primal).__name__}; "
+                "for a pytree of parameters, use check_grads"
+            ) from None
+        if not jnp.issubdtype(primal.dtype, jnp.floating):
+            raise ValueError(
+                f"primal must be one floating-point array, got dtype {primal.dtype}: "
+                f"cast it with primal.astype({dtype.name!r})"
+            )
+        primal, args = _cast(primal, dtype), _cast(args, dtype)
         maybe_jit = jax.jit if jit else (lambda f: f)
         value = np.asarray(maybe_jit(fn)(primal, *args))
         hand = maybe_jit(jac_fn)(primal, *args)

@@ -137,6 +137,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -182,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--jit", action=argparse.BooleanOptionalAction, default=True, help="run under jax.jit"
     )
     verify.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    verify.add_argument("--seed", type=int, default=0, help="seed of parameters and data")
+    verify.add_argument("--seed", type=_nonnegative_int, default=0,
+                        help="seed of parameters and data (>= 0)")  # fmt: skip
     verify.add_argument("--batch", type=_positive_int, default=16, help="batch size of the data")
     verify.set_defaults(run=_verify)
 

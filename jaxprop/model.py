@@ -105,6 +105,16 @@ class Model:
                     f"or one of {sorted(LOSSES)}"
                 )
             object.__setattr__(self, "objective", LOSSES[self.objective])
+        if not isinstance(self.objective, Loss):
+            raise ValueError(
+                f"Model {self.name!r}: objective must be a jaxprop.Loss or a name in "
+                f"jaxprop.LOSSES, got {type(self.objective).__name__}"
+            )
+        if isinstance(self.nodes, str):
+            raise ValueError(
+                f"Model {self.name!r}: nodes must be a tuple of names, got the string "
+                f"{self.nodes!r}; write nodes=({self.nodes!r},)"
+            )
         if not callable(self.nodes):
             object.__setattr__(self, "nodes", tuple(self.nodes))
         if self.check_labels is None:

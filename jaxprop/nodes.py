@@ -51,6 +51,7 @@ from jaxprop.check import (
     GradReport,
     _cast,
     _compare,
+    _paths,
     default_tolerances,
     precision,
 )
@@ -234,8 +235,9 @@ def check_nodes(
 
     Raises:
       TypeError: if ``model`` is not a Model.
-      ValueError: if the model names no nodes, the forward pass does not save one of them, or
-        the dtype is not supported.
+      ValueError: if the model names no nodes, the forward pass does not save one of them, a
+        parameter is not finite (NaN or inf; the message names the leaf), or the dtype is not
+        supported.
     """
     for attr in ("forward", "backward", "nodes", "loss", "backward_from"):
         if not hasattr(model, attr):
@@ -253,6 +255,10 @@ def check_nodes(
     rtol = default_tolerances(dtype)[0] if rtol is None else rtol
     with precision(dtype):
         params, x, Y = _cast((params, x, Y), dtype)
+        # Non-finite parameters make every adjoint NaN, which would be blamed on the backward pass.
+        bad = [p for p, v in _paths(params).items() if not np.all(np.isfinite(np.asarray(v)))]
+        if bad:
+            raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
         maybe_jit = jax.jit if jit else (lambda f: f)
         true = maybe_jit(lambda p, x, Y: true_adjoints(model, p, x, Y))(params, x, Y)
         hand = maybe_jit(lambda p, x, Y: model.backward_from(p, x, Y)[1])(params, x, Y)

@@ -172,3 +172,35 @@ def test_bad_arguments_are_named():
         check_grads(loss, lambda p: 2 * p, jnp.ones(2), dtype="int32")
     with pytest.raises(ValueError, match="fd_samples"):
         check_grads(loss, lambda p: 2 * p, jnp.ones(2), fd_samples=0)
+
+
+def test_a_negative_seed_is_named_not_a_numpy_traceback():
+    loss = lambda p: jnp.sum(p**2)  # noqa: E731
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        check_grads(loss, lambda p: 2 * p, jnp.ones(2), seed=-1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        jaxprop.check_jacobian(lambda x: 2 * x, lambda x: 2 * jnp.eye(2), jnp.ones(2), seed=-1)
+
+
+def test_a_loss_that_is_not_a_scalar_is_named():
+    with pytest.raises(
+        ValueError, match=r"loss_fn must return a scalar, got an array of shape \(3,\)"
+    ):
+        check_grads(lambda p: p**2, lambda p: 2 * p, jnp.ones(3))
+
+
+def test_a_leaf_with_no_elements_is_compared_not_a_crash():
+    loss = lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"])  # noqa: E731
+    params = {"a": jnp.ones(2), "b": jnp.ones((0, 3))}
+    report = check_grads(loss, lambda p: {"a": 2 * p["a"], "b": jnp.ones((0, 3))}, params)
+    assert report.ok and report["b"].vs_auto.n_compared == 0
+    wrong = check_grads(loss, lambda p: {"a": p["a"], "b": jnp.ones((0, 3))}, params)
+    assert wrong.failing == ("a",)
+
+
+def test_check_jacobian_names_a_primal_that_is_not_one_float_array():
+    double = lambda x: 2 * x  # noqa: E731
+    with pytest.raises(ValueError, match="primal must be one floating-point array, got dict"):
+        jaxprop.check_jacobian(double, lambda x: 2 * jnp.eye(2), {"a": jnp.ones(2)})
+    with pytest.raises(ValueError, match="primal must be one floating-point array, got dtype int"):
+        jaxprop.check_jacobian(double, lambda x: 2 * jnp.eye(2), jnp.arange(2))

@@ -63,6 +63,13 @@ def test_bad_options_exit_2():
     assert e.value.code == 2
 
 
+def test_a_negative_seed_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["verify", "--model", "scalar-f", "--seed", "-1"])
+    assert e.value.code == 2
+    assert "--seed: must be a non-negative integer, got -1" in capsys.readouterr().err
+
+
 def test_python_dash_m_runs_the_same_command():
     result = subprocess.run(
         [sys.executable, "-m", "jaxprop", "verify", "--model", "two-layer-mse", "--json",

@@ -514,6 +514,18 @@ def test_bad_models_are_clear_errors():
         check_nodes(dataclasses.replace(model, nodes=()), params, x, Y)
     with pytest.raises(TypeError, match=r"jaxprop\.Model"):
         check_nodes(object(), params, x, Y)
+    with pytest.raises(ValueError, match=r"nodes must be a tuple of names.*nodes=\('z1',\)"):
+        dataclasses.replace(model, nodes="z1")
+    with pytest.raises(ValueError, match=r"objective must be a jaxprop\.Loss"):
+        dataclasses.replace(model, objective=3)
+
+
+def test_non_finite_parameters_are_named_not_blamed_on_a_node():
+    model = jaxprop.get_model("tanh-softmax")
+    params, x, Y = random_point(model, jax.random.key(2), batch=3, n_hidden=4)
+    bad = {**params, "W2": params["W2"].at[0, 0].set(jnp.nan)}
+    with pytest.raises(ValueError, match=r"not finite.*W2"):
+        check_nodes(model, bad, x, Y)
 
 
 def test_verify_model_with_nodes_raises_naming_the_node():
