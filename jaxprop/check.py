@@ -81,7 +81,10 @@ def default_tolerances(dtype) -> tuple[float, float]:
     Raises:
       ValueError: for any other dtype.
     """
-    name = jnp.dtype(dtype).name
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
     if name not in _TOLERANCES:
         raise ValueError(f"dtype must be one of {sorted(_TOLERANCES)}, got {name!r}")
     return _TOLERANCES[name]
@@ -98,8 +101,8 @@ def _resolve(dtype, rtol, fd_rtol, fd_samples, seed=0):
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         # The finite-difference sample is drawn by NumPy, whose seeds are non-negative.
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    dtype = jnp.dtype(dtype)
     auto_rtol, default_fd_rtol = default_tolerances(dtype)
+    dtype = jnp.dtype(dtype)
     if fd_samples < 1:
         raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
     rtol = auto_rtol if rtol is None else rtol
@@ -395,6 +398,16 @@ def check_grads(
 def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed):
     params, args = _cast(params, dtype), _cast(args, dtype)
     param_leaves = _paths(params)
+    not_float = [
+        f"{p} ({jnp.result_type(v)})"
+        for p, v in param_leaves.items()
+        if not jnp.issubdtype(jnp.result_type(v), jnp.floating)
+    ]
+    if not_float:
+        raise ValueError(
+            f"parameters must be floating-point to be differentiated; not so at leaf "
+            f"{', '.join(not_float)}"
+        )
     bad = [p for p, v in param_leaves.items() if not np.all(np.isfinite(np.asarray(v)))]
     if bad:
         raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
@@ -583,6 +596,8 @@ def check_jacobian(
                 f"cast it with primal.astype({dtype.name!r})"
             )
         primal, args = _cast(primal, dtype), _cast(args, dtype)
+        if not np.all(np.isfinite(np.asarray(primal))):
+            raise ValueError("primal is not finite (NaN or inf)")
         maybe_jit = jax.jit if jit else (lambda f: f)
         value = np.asarray(maybe_jit(fn)(primal, *args))
         hand = maybe_jit(jac_fn)(primal, *args)

@@ -251,8 +251,9 @@ def check_nodes(
             f"{model.name}: model.nodes is empty; name the intermediates that forward taps and "
             "backward returns adjoints of, e.g. nodes=('z1', 'a1')"
         )
+    auto_rtol = default_tolerances(dtype)[0]  # an unknown dtype fails here, by name
     dtype = jnp.dtype(dtype)
-    rtol = default_tolerances(dtype)[0] if rtol is None else rtol
+    rtol = auto_rtol if rtol is None else rtol
     with precision(dtype):
         params, x, Y = _cast((params, x, Y), dtype)
         # Non-finite parameters make every adjoint NaN, which would be blamed on the backward pass.

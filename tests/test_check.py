@@ -204,3 +204,16 @@ def test_check_jacobian_names_a_primal_that_is_not_one_float_array():
         jaxprop.check_jacobian(double, lambda x: 2 * jnp.eye(2), {"a": jnp.ones(2)})
     with pytest.raises(ValueError, match="primal must be one floating-point array, got dtype int"):
         jaxprop.check_jacobian(double, lambda x: 2 * jnp.eye(2), jnp.arange(2))
+
+
+def test_integer_parameters_and_unknown_dtypes_are_named():
+    loss = lambda p: jnp.sum(p["w"] ** 2) + p["n"]  # noqa: E731
+    with pytest.raises(ValueError, match=r"floating-point.*leaf n \(int"):
+        check_grads(loss, lambda p: p, {"w": jnp.ones(2), "n": jnp.arange(3)})
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        check_grads(loss, lambda p: p, {"w": jnp.ones(2)}, dtype="foo")
+
+
+def test_check_jacobian_refuses_a_non_finite_primal():
+    with pytest.raises(ValueError, match="primal is not finite"):
+        jaxprop.check_jacobian(lambda x: 2 * x, lambda x: 2 * jnp.eye(2), jnp.array([1.0, jnp.nan]))
