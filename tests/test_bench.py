@@ -1,7 +1,9 @@
 """The benchmark's machinery on tiny cases: its JSON has the documented keys, its NumPy references
 compute the same gradients as the models. No timing is asserted: timings belong in the benchmark."""
 
+import importlib.util
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from jaxprop.cli import main
 from jaxprop.models import seed001, seed002, seed003
 from jaxprop.verify import random_point
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 IMPLS = {"manual_jit", "auto_jit", "numpy"}
 
 
@@ -58,3 +61,27 @@ def test_run_bench_reports_every_documented_key():
 def test_bench_command_rejects_an_unknown_case(capsys):
     assert main(["bench", "--case", "no-such-case"]) == 2
     assert "no case matches" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def step_probe():
+    path = ROOT / "experiments" / "seed001_step_probe.py"
+    spec = importlib.util.spec_from_file_location("seed001_step_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["rows", "rows_broadcast", "batch_minor"])
+def test_step_probe_variants_are_seed001s_hand_gradient(step_probe, variant):
+    model = seed001.tanh_softmax()
+    params, x, Y = random_point(model, jax.random.key(1), step_probe.B)
+    params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float64), (params, x, Y))
+    assert_trees_close(getattr(step_probe, variant)(params, x, Y), model.grad(params, x, Y),
+                       rtol=1e-12)  # fmt: skip
+
+
+def test_step_probe_prints_its_tables(step_probe, capsys):
+    step_probe.main(["--steps", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| batch-minor |" in out and "| NumPy loop |" in out and "| tanh(a) |" in out
