@@ -192,7 +192,8 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
     tap at every node (:func:`jaxprop.tap`).
 
     Raises:
-      ValueError: if the forward pass does not save a value under some name in ``model.nodes``.
+      ValueError: if the forward pass does not save a value under some name in ``model.nodes``,
+        or never adds the tap of one.
     """
     _, saved = model.forward(params, x)
     nodes = model.node_names(params)
@@ -203,7 +204,35 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
             "every name in model.nodes must be a key of forward's saved dict"
         )
     zeros = {n: jnp.zeros_like(saved[n]) for n in nodes}
-    return jax.grad(lambda taps: model.loss(params, x, Y, taps))(zeros)
+
+    def loss_of_taps(taps):
+        return model.loss(params, x, Y, taps)
+
+    read = _first_reads(loss_of_taps, zeros)
+    untapped = [n for n in nodes if n not in read]
+    if untapped:
+        # The loss would not depend on these taps: their true adjoint would read as 0 and the
+        # hand backward pass be blamed for the forward pass's omission.
+        raise ValueError(
+            f"{model.name}: forward never adds the tap of the nodes {untapped}; pass each node "
+            "through jaxprop.tap(taps, name, value) where it is computed"
+        )
+    return jax.grad(loss_of_taps)(zeros)
+
+
+def _first_reads(loss_of_taps, zeros: dict[str, jax.Array]) -> dict[str, int]:
+    """For each node whose tap the traced loss reads, the index of the first operation that reads
+    it (operations are traced in the order the forward pass runs them)."""
+    jaxpr = jax.make_jaxpr(loss_of_taps)(zeros).jaxpr
+    names = [path[0].key for path, _ in jax.tree_util.tree_flatten_with_path(zeros)[0]]
+    name_of = {id(v): n for v, n in zip(jaxpr.invars, names, strict=True)}
+    first: dict[str, int] = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.invars:
+            name = name_of.get(id(v))
+            if name is not None:
+                first.setdefault(name, i)
+    return first
 
 
 def check_nodes(
@@ -235,9 +264,9 @@ def check_nodes(
 
     Raises:
       TypeError: if ``model`` is not a Model.
-      ValueError: if the model names no nodes, the forward pass does not save one of them, a
-        parameter is not finite (NaN or inf; the message names the leaf), or the dtype is not
-        supported.
+      ValueError: if the model names no nodes, the forward pass does not save or does not tap
+        one of them, a parameter is not finite (NaN or inf; the message names the leaf), or the
+        dtype is not supported.
     """
     for attr in ("forward", "backward", "nodes", "loss", "backward_from"):
         if not hasattr(model, attr):

@@ -1,0 +1,51 @@
+"""A user's realistic mistakes with the public API get an error or a report that names them."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxprop
+
+
+def forward(params, x, taps=None):
+    z1 = jaxprop.tap(taps, "z1", x @ params["W1"])
+    h = jaxprop.tap(taps, "h", jnp.tanh(z1))
+    out = jaxprop.tap(taps, "out", h @ params["W2"])
+    return out, {"z1": z1, "h": h, "out": out}
+
+
+def backward(params, x, saved, Y):
+    d_out = (saved["out"] - Y) / Y.shape[0]
+    d_h = d_out @ params["W2"].T
+    d_z1 = d_h * (1 - saved["h"] ** 2)
+    grads = {"W1": x.T @ d_z1, "W2": saved["h"].T @ d_out}
+    return grads, {"z1": d_z1, "h": d_h, "out": d_out}
+
+
+def model(**changes):
+    fields = {
+        "name": "mine",
+        "forward": forward,
+        "backward": backward,
+        "objective": "half_squared_error",
+        "nodes": ("z1", "h", "out"),
+    }
+    return jaxprop.Model(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def point():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    params = {"W1": jax.random.normal(k1, (3, 4)), "W2": jax.random.normal(k2, (4, 2))}
+    return params, jax.random.normal(k3, (5, 3)), jnp.ones((5, 2))
+
+
+def test_a_node_the_forward_pass_does_not_tap_is_named(point):
+    def forward_untapped_z1(params, x, taps=None):
+        z1 = x @ params["W1"]  # tap forgotten: the true adjoint would read as 0
+        h = jaxprop.tap(taps, "h", jnp.tanh(z1))
+        out = jaxprop.tap(taps, "out", h @ params["W2"])
+        return out, {"z1": z1, "h": h, "out": out}
+
+    with pytest.raises(ValueError, match=r"forward never adds the tap of the nodes \['z1'\]"):
+        jaxprop.check_nodes(model(forward=forward_untapped_z1), *point)
