@@ -39,6 +39,7 @@ its nodes and whose ``backward`` returns ``(grads, adjoints)`` works, a user's o
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import jax
@@ -193,7 +194,7 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
 
     Raises:
       ValueError: if the forward pass does not save a value under some name in ``model.nodes``,
-        or never adds the tap of one.
+        or never adds the tap of one, or computes them in another order than ``model.nodes``.
     """
     _, saved = model.forward(params, x)
     nodes = model.node_names(params)
@@ -216,6 +217,14 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
         raise ValueError(
             f"{model.name}: forward never adds the tap of the nodes {untapped}; pass each node "
             "through jaxprop.tap(taps, name, value) where it is computed"
+        )
+    if any(read[a] > read[b] for a, b in itertools.pairwise(nodes)):
+        # Backward order is the reverse of model.nodes: out of order, the first failing node
+        # would not be the faulty step.
+        computed = tuple(sorted(nodes, key=read.__getitem__))
+        raise ValueError(
+            f"{model.name}: model.nodes must be in forward order; got {nodes}, but forward "
+            f"computes them in the order {computed}"
         )
     return jax.grad(loss_of_taps)(zeros)
 
@@ -265,8 +274,8 @@ def check_nodes(
     Raises:
       TypeError: if ``model`` is not a Model.
       ValueError: if the model names no nodes, the forward pass does not save or does not tap
-        one of them, a parameter is not finite (NaN or inf; the message names the leaf), or the
-        dtype is not supported.
+        one of them or computes them out of the order of ``model.nodes``, a parameter is not
+        finite (NaN or inf; the message names the leaf), or the dtype is not supported.
     """
     for attr in ("forward", "backward", "nodes", "loss", "backward_from"):
         if not hasattr(model, attr):

@@ -49,3 +49,11 @@ def test_a_node_the_forward_pass_does_not_tap_is_named(point):
 
     with pytest.raises(ValueError, match=r"forward never adds the tap of the nodes \['z1'\]"):
         jaxprop.check_nodes(model(forward=forward_untapped_z1), *point)
+
+
+def test_nodes_listed_out_of_forward_order_are_an_error(point):
+    # Listed in backward order, the report would run forward and name the wrong first node.
+    with pytest.raises(
+        ValueError, match=r"forward computes them in the order \('z1', 'h', 'out'\)"
+    ):
+        jaxprop.check_nodes(model(nodes=("out", "h", "z1")), *point)
