@@ -126,15 +126,40 @@ class Model:
 
     def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
         """The scalar loss L(params; x, Y), the mean over the batch."""
-        out, _ = self.forward(params, x, taps)
+        out, _ = self.run_forward(params, x, taps)
         self.check_labels(out, Y)
         return self.objective.fn(out, Y)
 
+    def run_forward(self, params: Params, x: Array, taps=None) -> tuple[Array, dict]:
+        """``forward(params, x, taps)``, checked to return ``(out, saved)`` with ``saved`` a dict.
+
+        Raises:
+          TypeError: naming what ``forward`` returned instead.
+        """
+        result = self.forward(params, x, taps)
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
+            raise TypeError(
+                f"Model {self.name!r}: forward must return (out, saved) with saved a dict of the "
+                f"values the backward pass needs, got {_describe(result)}"
+            )
+        return result
+
     def backward_from(self, params: Params, x: Array, Y: Array) -> tuple[Params, dict]:
-        """Runs the forward pass, then the hand backward: ``(grads, adjoints)``."""
-        out, saved = self.forward(params, x)
+        """Runs the forward pass, then the hand backward: ``(grads, adjoints)``.
+
+        Raises:
+          TypeError: if ``backward`` does not return ``(grads, adjoints)`` with ``adjoints`` a
+            dict.
+        """
+        out, saved = self.run_forward(params, x)
         self.check_labels(out, Y)
-        return self.backward(params, x, saved, Y)
+        result = self.backward(params, x, saved, Y)
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
+            raise TypeError(
+                f"Model {self.name!r}: backward must return (grads, adjoints) with adjoints a dict "
+                f"of the nodes' hand adjoints ({{}} when none), got {_describe(result)}"
+            )
+        return result
 
     def grad(self, params: Params, x: Array, Y: Array) -> Params:
         """The hand-derived gradient ∂L/∂params, the structure of ``params``."""
@@ -158,9 +183,23 @@ class Model:
 
     def value_and_grad(self, params: Params, x: Array, Y: Array) -> tuple[Array, Params]:
         """The loss and the hand-derived gradient from one forward pass."""
-        out, saved = self.forward(params, x)
+        out, saved = self.run_forward(params, x)
         self.check_labels(out, Y)
-        return self.objective.fn(out, Y), self.backward(params, x, saved, Y)[0]
+        grads, _ = self.backward(params, x, saved, Y)
+        return self.objective.fn(out, Y), grads
+
+
+def _describe(value) -> str:
+    """What a function returned, for a message: ``a tuple of 3``, ``a dict``, ``an array of shape
+    (5, 2)``."""
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}" + (
+            f" whose second element is {_describe(value[1])}" if len(value) == 2 else ""
+        )
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)}"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _dtype(x) -> jnp.dtype:

@@ -196,7 +196,7 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
       ValueError: if the forward pass does not save a value under some name in ``model.nodes``,
         or never adds the tap of one, or computes them in another order than ``model.nodes``.
     """
-    _, saved = model.forward(params, x)
+    _, saved = model.run_forward(params, x)
     nodes = model.node_names(params)
     missing = [n for n in nodes if n not in saved]
     if missing:
@@ -277,7 +277,7 @@ def check_nodes(
         one of them or computes them out of the order of ``model.nodes``, a parameter is not
         finite (NaN or inf; the message names the leaf), or the dtype is not supported.
     """
-    for attr in ("forward", "backward", "nodes", "loss", "backward_from"):
+    for attr in ("forward", "backward", "nodes", "loss", "backward_from", "run_forward"):
         if not hasattr(model, attr):
             raise TypeError(
                 f"check_nodes needs a jaxprop.Model (forward with taps, backward with adjoints, "

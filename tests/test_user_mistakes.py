@@ -57,3 +57,25 @@ def test_nodes_listed_out_of_forward_order_are_an_error(point):
         ValueError, match=r"forward computes them in the order \('z1', 'h', 'out'\)"
     ):
         jaxprop.check_nodes(model(nodes=("out", "h", "z1")), *point)
+
+
+def test_a_forward_or_backward_returning_the_wrong_thing_is_named(point):
+    def forward_out_only(params, x, taps=None):
+        return forward(params, x, taps)[0]
+
+    def backward_grads_only(params, x, saved, Y):
+        return backward(params, x, saved, Y)[0]
+
+    bad_forward = model(forward=forward_out_only)
+    for call in (bad_forward.loss, bad_forward.grad, bad_forward.value_and_grad):
+        with pytest.raises(
+            TypeError, match=r"forward must return \(out, saved\).*got an array of shape \(5, 2\)"
+        ):
+            call(*point)
+    with pytest.raises(TypeError, match=r"forward must return \(out, saved\)"):
+        jaxprop.check_nodes(bad_forward, *point)
+    bad_backward = model(backward=backward_grads_only)
+    with pytest.raises(TypeError, match=r"backward must return \(grads, adjoints\).*got a dict"):
+        bad_backward.grad(*point)
+    with pytest.raises(TypeError, match=r"backward must return \(grads, adjoints\)"):
+        jaxprop.check_nodes(bad_backward, *point)
