@@ -96,6 +96,14 @@ class Model:
         missing = [f for f in ("forward", "objective", "backward") if getattr(self, f) is None]
         if missing:
             raise ValueError(f"Model {self.name!r}: missing {', '.join(missing)}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Model name must be a non-empty string, got {self.name!r}")
+        for f in ("init", "forward", "backward", "sample"):
+            value = getattr(self, f)
+            if value is not None and not callable(value):
+                raise ValueError(
+                    f"Model {self.name!r}: {f} must be a function, got {type(value).__name__}"
+                )
         if isinstance(self.objective, str):
             from jaxprop.losses import LOSSES
 
@@ -116,13 +124,24 @@ class Model:
                 f"{self.nodes!r}; write nodes=({self.nodes!r},)"
             )
         if not callable(self.nodes):
-            object.__setattr__(self, "nodes", tuple(self.nodes))
+            object.__setattr__(self, "nodes", self._valid_nodes(self.nodes))
         if self.check_labels is None:
             object.__setattr__(self, "check_labels", check_same_shape)
 
     def node_names(self, params: Params) -> tuple[str, ...]:
         """The names of the nodes of the network with these parameters, in forward order."""
-        return tuple(self.nodes(params) if callable(self.nodes) else self.nodes)
+        return self._valid_nodes(self.nodes(params)) if callable(self.nodes) else self.nodes
+
+    def _valid_nodes(self, nodes) -> tuple[str, ...]:
+        """``nodes`` as a tuple, checked to be distinct strings (the keys of taps and adjoints)."""
+        nodes = tuple(nodes)
+        not_str = [n for n in nodes if not isinstance(n, str)]
+        if not_str:
+            raise ValueError(f"Model {self.name!r}: node names must be strings, got {not_str}")
+        repeated = sorted({n for n in nodes if nodes.count(n) > 1})
+        if repeated:
+            raise ValueError(f"Model {self.name!r}: nodes {repeated} are named more than once")
+        return nodes
 
     def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
         """The scalar loss L(params; x, Y), the mean over the batch."""

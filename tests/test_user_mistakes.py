@@ -79,3 +79,16 @@ def test_a_forward_or_backward_returning_the_wrong_thing_is_named(point):
         bad_backward.grad(*point)
     with pytest.raises(TypeError, match=r"backward must return \(grads, adjoints\)"):
         jaxprop.check_nodes(bad_backward, *point)
+
+
+def test_a_malformed_model_is_named_at_construction():
+    with pytest.raises(ValueError, match=r"Model 'mine': forward must be a function, got str"):
+        model(forward="forward")
+    with pytest.raises(ValueError, match=r"node names must be strings, got \[1\]"):
+        model(nodes=("z1", 1))
+    with pytest.raises(ValueError, match=r"nodes \['h'\] are named more than once"):
+        model(nodes=("z1", "h", "h", "out"))
+    with pytest.raises(ValueError, match=r"nodes \['h'\] are named more than once"):
+        model(nodes=lambda params: ("z1", "h", "h")).node_names({})
+    with pytest.raises(ValueError, match="Model name must be a non-empty string, got None"):
+        model(name=None)
