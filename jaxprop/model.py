@@ -53,9 +53,17 @@ def tap(taps: Mapping[str, Array] | None, name: str, value: Array) -> Array:
 
     Every named intermediate of a forward pass goes through this, so that the gradient of the loss
     with respect to a zero tap is the adjoint ∂L/∂value of that node.
+
+    Raises:
+      KeyError: if ``taps`` has no entry ``name`` (the name is not among the model's nodes).
     """
     if taps is None:
         return value
+    if name not in taps:
+        raise KeyError(
+            f"tap {name!r}: forward taps a node that is not in the model's nodes {sorted(taps)}; "
+            f"add {name!r} to Model(nodes=...) in forward order, or drop its tap"
+        )
     return value + taps[name]
 
 

@@ -92,3 +92,13 @@ def test_a_malformed_model_is_named_at_construction():
         model(nodes=lambda params: ("z1", "h", "h")).node_names({})
     with pytest.raises(ValueError, match="Model name must be a non-empty string, got None"):
         model(name=None)
+
+
+def test_a_tapped_value_missing_from_nodes_is_named(point):
+    def backward_two_nodes(params, x, saved, Y):
+        grads, adjoints = backward(params, x, saved, Y)
+        return grads, {"z1": adjoints["z1"], "h": adjoints["h"]}
+
+    partial = model(nodes=("z1", "h"), backward=backward_two_nodes)
+    with pytest.raises(KeyError, match=r"tap 'out': forward taps a node that is not in the model"):
+        jaxprop.check_nodes(partial, *point)
