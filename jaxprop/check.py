@@ -109,6 +109,16 @@ def _resolve(dtype, rtol, fd_rtol, fd_samples, seed=0):
     return dtype, rtol, default_fd_rtol if fd_rtol is None else fd_rtol
 
 
+def _require_functions(signature: str, **fns) -> None:
+    """Raises ``TypeError`` naming the first argument that is not callable (arguments in the wrong
+    order, most often)."""
+    for arg, fn in fns.items():
+        if not callable(fn):
+            raise TypeError(
+                f"{arg} must be a function, got {type(fn).__name__}; the call is {signature}"
+            )
+
+
 def leaf_path(path: Sequence[Any]) -> str:
     """A readable name for a pytree key path: ``('layers', 0, 'A')`` becomes ``layers/0/A``."""
     parts = []
@@ -379,11 +389,14 @@ def check_grads(
       A :class:`GradReport`.
 
     Raises:
+      TypeError: if ``loss_fn`` or ``grad_fn`` is not callable.
       ValueError: if a parameter is not finite (NaN or inf; the message names the leaf), or the
         loss is not a finite scalar, or ``dtype`` is not float32/float64, or ``seed`` is
         negative.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
+    _require_functions("check_grads(loss_fn, grad_fn, params, *args)", loss_fn=loss_fn,
+                       grad_fn=grad_fn)  # fmt: skip
     dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
         report = _check(
@@ -581,6 +594,7 @@ def check_jacobian(
     >>> report.ok, [leaf.path for leaf in report.leaves]
     (True, ['J', 'J@jacrev'])
     """
+    _require_functions("check_jacobian(fn, jac_fn, primal, *args)", fn=fn, jac_fn=jac_fn)
     dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
     with precision(dtype):
         try:

@@ -102,3 +102,23 @@ def test_a_tapped_value_missing_from_nodes_is_named(point):
     partial = model(nodes=("z1", "h"), backward=backward_two_nodes)
     with pytest.raises(KeyError, match=r"tap 'out': forward taps a node that is not in the model"):
         jaxprop.check_nodes(partial, *point)
+
+
+def loss(p, x):
+    return jnp.sum((p["w"] * x) ** 2)
+
+
+def grad(p, x):
+    return {"w": 2 * p["w"] * x**2}
+
+
+P, X = {"w": jnp.array([1.0, -2.0])}, jnp.array([0.5, 3.0])
+
+
+def test_functions_that_are_not_callable_are_named():
+    with pytest.raises(TypeError, match=r"grad_fn must be a function, got dict; the call is"):
+        jaxprop.check_grads(loss, P, grad, X)  # params and grad_fn swapped
+    with pytest.raises(TypeError, match=r"loss_fn must be a function, got NoneType"):
+        jaxprop.check_grads(None, grad, P, X)
+    with pytest.raises(TypeError, match=r"jac_fn must be a function, got ArrayImpl"):
+        jaxprop.check_jacobian(jnp.sin, X, X)
