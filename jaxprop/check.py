@@ -426,7 +426,13 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
         raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
 
     maybe_jit = jax.jit if jit else (lambda f: f)
-    loss = np.asarray(maybe_jit(loss_fn)(params, *args))
+    loss = maybe_jit(loss_fn)(params, *args)
+    if isinstance(loss, (tuple, list, dict)):
+        raise ValueError(
+            f"loss_fn must return a scalar, got a {type(loss).__name__} of {len(loss)}; if it "
+            "returns (loss, aux), check lambda *a: loss_fn(*a)[0]"
+        )
+    loss = np.asarray(loss)
     if loss.shape != ():
         raise ValueError(
             f"loss_fn must return a scalar, got an array of shape {loss.shape}: "

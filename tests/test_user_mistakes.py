@@ -122,3 +122,9 @@ def test_functions_that_are_not_callable_are_named():
         jaxprop.check_grads(None, grad, P, X)
     with pytest.raises(TypeError, match=r"jac_fn must be a function, got ArrayImpl"):
         jaxprop.check_jacobian(jnp.sin, X, X)
+
+
+def test_a_loss_returning_loss_and_aux_is_named():
+    # Not "an array of shape (2,)": the tuple (loss, aux) is not an array at all.
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar, got a tuple of 2; if it"):
+        jaxprop.check_grads(lambda p, x: (loss(p, x), {"aux": x}), grad, P, X)
