@@ -103,10 +103,25 @@ def _resolve(dtype, rtol, fd_rtol, fd_samples, seed=0):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     auto_rtol, default_fd_rtol = default_tolerances(dtype)
     dtype = jnp.dtype(dtype)
+    if isinstance(fd_samples, bool) or not isinstance(fd_samples, (int, np.integer)):
+        raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     if fd_samples < 1:
         raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
-    rtol = auto_rtol if rtol is None else rtol
-    return dtype, rtol, default_fd_rtol if fd_rtol is None else fd_rtol
+    rtol = auto_rtol if rtol is None else check_tolerance("rtol", rtol)
+    return dtype, rtol, default_fd_rtol if fd_rtol is None else check_tolerance("fd_rtol", fd_rtol)
+
+
+def check_tolerance(name: str, value) -> float:
+    """``value`` as a float, checked to be a positive finite number.
+
+    Raises:
+      ValueError: naming the argument otherwise (a negative tolerance would fail every leaf).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def _require_functions(signature: str, **fns) -> None:
@@ -392,7 +407,7 @@ def check_grads(
       TypeError: if ``loss_fn`` or ``grad_fn`` is not callable.
       ValueError: if a parameter is not finite (NaN or inf; the message names the leaf), or the
         loss is not a finite scalar, or ``dtype`` is not float32/float64, or ``seed`` is
-        negative.
+        negative, or a tolerance is not a positive number, or ``fd_samples`` not an integer >= 1.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
     _require_functions("check_grads(loss_fn, grad_fn, params, *args)", loss_fn=loss_fn,

@@ -53,6 +53,7 @@ from jaxprop.check import (
     _cast,
     _compare,
     _paths,
+    check_tolerance,
     default_tolerances,
     precision,
 )
@@ -275,7 +276,8 @@ def check_nodes(
       TypeError: if ``model`` is not a Model.
       ValueError: if the model names no nodes, the forward pass does not save or does not tap
         one of them or computes them out of the order of ``model.nodes``, a parameter is not
-        finite (NaN or inf; the message names the leaf), or the dtype is not supported.
+        finite (NaN or inf; the message names the leaf), the dtype is not supported, or
+        ``rtol`` is not a positive number.
     """
     for attr in ("forward", "backward", "nodes", "loss", "backward_from", "run_forward"):
         if not hasattr(model, attr):
@@ -291,7 +293,7 @@ def check_nodes(
         )
     auto_rtol = default_tolerances(dtype)[0]  # an unknown dtype fails here, by name
     dtype = jnp.dtype(dtype)
-    rtol = auto_rtol if rtol is None else rtol
+    rtol = auto_rtol if rtol is None else check_tolerance("rtol", rtol)
     with precision(dtype):
         params, x, Y = _cast((params, x, Y), dtype)
         # Non-finite parameters make every adjoint NaN, which would be blamed on the backward pass.

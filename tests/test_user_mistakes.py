@@ -128,3 +128,24 @@ def test_a_loss_returning_loss_and_aux_is_named():
     # Not "an array of shape (2,)": the tuple (loss, aux) is not an array at all.
     with pytest.raises(ValueError, match=r"loss_fn must return a scalar, got a tuple of 2; if it"):
         jaxprop.check_grads(lambda p, x: (loss(p, x), {"aux": x}), grad, P, X)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"rtol": -1.0}, r"rtol must be a positive finite number, got -1.0"),
+        ({"fd_rtol": "1e-3"}, r"fd_rtol must be a positive number, got '1e-3'"),
+        ({"fd_samples": 2.5}, r"fd_samples must be an integer >= 1, got 2.5"),
+    ],
+)
+def test_bad_tolerances_and_sample_counts_are_named(option, message):
+    # A negative rtol failed every leaf at error 0; a float fd_samples crashed inside NumPy.
+    big = {"w": jnp.linspace(0.0, 1.0, 8)}
+    with pytest.raises(ValueError, match=message):
+        jaxprop.check_grads(lambda p, x: jnp.sum(p["w"] ** 2), lambda p, x: {"w": 2 * p["w"]},
+                            big, X, **option)  # fmt: skip
+
+
+def test_a_negative_node_tolerance_is_named(point):
+    with pytest.raises(ValueError, match=r"rtol must be a positive finite number, got -1"):
+        jaxprop.check_nodes(model(), *point, rtol=-1)
