@@ -332,6 +332,14 @@ def _cast(tree: PyTree, dtype) -> PyTree:
     return jax.tree.map(cast, tree)
 
 
+def _kind(leaf) -> Any:
+    """The dtype of an array-like leaf, or the type name of anything else (a string, say)."""
+    try:
+        return jnp.result_type(leaf)
+    except TypeError:
+        return type(leaf).__name__
+
+
 def _paths(tree: PyTree) -> dict[str, Any]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {leaf_path(p): leaf for p, leaf in leaves}
@@ -405,9 +413,10 @@ def check_grads(
 
     Raises:
       TypeError: if ``loss_fn`` or ``grad_fn`` is not callable.
-      ValueError: if a parameter is not finite (NaN or inf; the message names the leaf), or the
-        loss is not a finite scalar, or ``dtype`` is not float32/float64, or ``seed`` is
-        negative, or a tolerance is not a positive number, or ``fd_samples`` not an integer >= 1.
+      ValueError: if a parameter is not a floating-point array or not
+        finite (NaN or inf; the message names the leaf), or the loss is not a finite scalar, or
+        ``dtype`` is not float32/float64, or ``seed`` is negative, or a tolerance is not a
+        positive number, or ``fd_samples`` not an integer >= 1.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
     _require_functions("check_grads(loss_fn, grad_fn, params, *args)", loss_fn=loss_fn,
@@ -427,9 +436,9 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
     params, args = _cast(params, dtype), _cast(args, dtype)
     param_leaves = _paths(params)
     not_float = [
-        f"{p} ({jnp.result_type(v)})"
+        f"{p} ({_kind(v)})"
         for p, v in param_leaves.items()
-        if not jnp.issubdtype(jnp.result_type(v), jnp.floating)
+        if not jnp.issubdtype(_kind(v), jnp.floating)
     ]
     if not_float:
         raise ValueError(

@@ -149,3 +149,8 @@ def test_bad_tolerances_and_sample_counts_are_named(option, message):
 def test_a_negative_node_tolerance_is_named(point):
     with pytest.raises(ValueError, match=r"rtol must be a positive finite number, got -1"):
         jaxprop.check_nodes(model(), *point, rtol=-1)
+
+
+def test_a_parameter_that_is_not_an_array_is_named():
+    with pytest.raises(ValueError, match=r"floating-point .* at leaf w \(str\)"):
+        jaxprop.check_grads(loss, grad, {"w": "1.0"}, X)
