@@ -413,7 +413,7 @@ def check_grads(
 
     Raises:
       TypeError: if ``loss_fn`` or ``grad_fn`` is not callable.
-      ValueError: if a parameter is not a floating-point array or not
+      ValueError: if ``params`` has no leaves, or a parameter is not a floating-point array or not
         finite (NaN or inf; the message names the leaf), or the loss is not a finite scalar, or
         ``dtype`` is not float32/float64, or ``seed`` is negative, or a tolerance is not a
         positive number, or ``fd_samples`` not an integer >= 1.
@@ -435,6 +435,12 @@ def check_grads(
 def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed):
     params, args = _cast(params, dtype), _cast(args, dtype)
     param_leaves = _paths(params)
+    if not param_leaves:
+        # An empty report would pass with nothing checked.
+        raise ValueError(
+            f"params has no array leaves (got {params!r}): there is nothing to check; pass the "
+            "arrays loss_fn differentiates"
+        )
     not_float = [
         f"{p} ({_kind(v)})"
         for p, v in param_leaves.items()

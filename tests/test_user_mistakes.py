@@ -151,6 +151,13 @@ def test_a_negative_node_tolerance_is_named(point):
         jaxprop.check_nodes(model(), *point, rtol=-1)
 
 
+@pytest.mark.parametrize("params", [{}, None, ()], ids=["empty-dict", "None", "empty-tuple"])
+def test_empty_params_are_an_error_not_a_pass(params):
+    # A report of no leaves passed with nothing checked.
+    with pytest.raises(ValueError, match=r"params has no array leaves .*nothing to check"):
+        jaxprop.check_grads(lambda p, x: jnp.sum(x), lambda p, x: p, params, X)
+
+
 def test_a_parameter_that_is_not_an_array_is_named():
     with pytest.raises(ValueError, match=r"floating-point .* at leaf w \(str\)"):
         jaxprop.check_grads(loss, grad, {"w": "1.0"}, X)
