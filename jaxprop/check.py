@@ -413,10 +413,11 @@ def check_grads(
 
     Raises:
       TypeError: if ``loss_fn`` or ``grad_fn`` is not callable.
-      ValueError: if ``params`` has no leaves, or a parameter is not a floating-point array or not
-        finite (NaN or inf; the message names the leaf), or the loss is not a finite scalar, or
-        ``dtype`` is not float32/float64, or ``seed`` is negative, or a tolerance is not a
-        positive number, or ``fd_samples`` not an integer >= 1.
+      ValueError: if ``params`` has no leaves, or ``grad_fn`` returns ``(grads, aux)``, or a
+        parameter is not a floating-point array or not finite (NaN or inf; the message names the
+        leaf), or the loss is not a finite scalar, or ``dtype`` is not float32/float64, or
+        ``seed`` is negative, or a tolerance is not a positive number, or ``fd_samples`` not an
+        integer >= 1.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
     _require_functions("check_grads(loss_fn, grad_fn, params, *args)", loss_fn=loss_fn,
@@ -475,6 +476,17 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
     hand = maybe_jit(grad_fn)(params, *args)
 
     auto_leaves, hand_leaves = _paths(auto), _paths(hand)
+    if (
+        isinstance(hand, (tuple, list))
+        and hand
+        and set(hand_leaves) != set(auto_leaves)
+        and set(_paths(hand[0])) == set(auto_leaves)
+    ):
+        # Otherwise every leaf reads as missing and again, prefixed with 0/, as in excess.
+        raise ValueError(
+            f"grad_fn returned a {type(hand).__name__} of {len(hand)} whose first element has the "
+            "leaves of params; if it returns (grads, aux), check lambda *a: grad_fn(*a)[0]"
+        )
     scales = [float(np.max(np.abs(np.asarray(v)), initial=0.0)) for v in auto_leaves.values()]
     floor = max(max(scales, default=0.0) * 1e-6, float(np.finfo(dtype).tiny))
 

@@ -161,3 +161,13 @@ def test_empty_params_are_an_error_not_a_pass(params):
 def test_a_parameter_that_is_not_an_array_is_named():
     with pytest.raises(ValueError, match=r"floating-point .* at leaf w \(str\)"):
         jaxprop.check_grads(loss, grad, {"w": "1.0"}, X)
+
+
+def test_a_grad_fn_returning_grads_and_aux_is_named():
+    # Without this every leaf read as missing, and again as 0/w in excess.
+    with pytest.raises(ValueError, match=r"grad_fn returned a tuple of 2 whose first element"):
+        jaxprop.check_grads(loss, lambda p, x: (grad(p, x), 0.0), P, X)
+    # A tuple of parameters with a tuple of gradients is no such case.
+    assert jaxprop.check_grads(
+        lambda p, x: loss({"w": p[0]}, x), lambda p, x: (grad({"w": p[0]}, x)["w"],), (P["w"],), X
+    ).ok
