@@ -78,3 +78,11 @@ def test_python_dash_m_runs_the_same_command():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["models"][0]["name"] == "two-layer-mse"
+
+
+def test_a_batch_that_is_not_a_number_is_a_one_line_usage_error(capsys):
+    # It read "invalid _positive_int value: 'x'", the name of a private function.
+    with pytest.raises(SystemExit) as e:
+        main(["verify", "--batch", "x"])
+    assert e.value.code == 2
+    assert "--batch: must be a positive integer, got x" in capsys.readouterr().err
