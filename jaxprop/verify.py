@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import numpy as np
 
 from jaxprop.check import GradReport, check_grads
 from jaxprop.model import Model
@@ -71,7 +72,23 @@ def verify_model(
 
     Returns:
       The :class:`~jaxprop.GradReport`, named after the model and citing its source.
+
+    Raises:
+      TypeError: if ``model`` is not a :class:`~jaxprop.Model`.
+      ValueError: if ``seed`` is not an integer >= 0 or ``batch`` not an integer >= 1 (a batch
+        of 0 would make the mean loss NaN), or the model has no ``init`` or ``sample``.
     """
+    if not isinstance(model, Model):
+        hint = (
+            "; look a registered one up with jaxprop.get_model(name)"
+            if isinstance(model, str)
+            else ""
+        )
+        raise TypeError(f"verify_model needs a jaxprop.Model, got {type(model).__name__}{hint}")
+    for name, value, least in (("seed", seed, 0), ("batch", batch, 1)):
+        # Checked here: the key and the data are drawn before check_grads sees them.
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     params, x, Y = random_point(model, jax.random.key(seed), batch, **sizes)
     report = check_grads(
         model.loss,

@@ -171,3 +171,15 @@ def test_a_grad_fn_returning_grads_and_aux_is_named():
     assert jaxprop.check_grads(
         lambda p, x: loss({"w": p[0]}, x), lambda p, x: (grad({"w": p[0]}, x)["w"],), (P["w"],), X
     ).ok
+
+
+def test_verify_model_names_a_bad_model_seed_or_batch():
+    two_layer = jaxprop.get_model("two-layer-mse")
+    with pytest.raises(TypeError, match=r"needs a jaxprop.Model, got str; look a registered one"):
+        jaxprop.verify_model("two-layer-mse")
+    # A batch of 0 read as "the loss is not finite"; -1 and 2.0 failed inside XLA and jnp.
+    for batch in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=rf"batch must be an integer >= 1, got {batch}"):
+            jaxprop.verify_model(two_layer, batch=batch)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got 1.5"):
+        two_layer.check(seed=1.5)
