@@ -134,6 +134,20 @@ def _require_functions(signature: str, **fns) -> None:
             )
 
 
+def _require_traceable(args: tuple) -> None:
+    """Raises ``ValueError`` naming the first extra argument that ``jax.jit`` cannot trace (a
+    string, a function, an object), with the two ways out."""
+    for i, arg in enumerate(args):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(arg)[0]:
+            if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)):
+                where = f"args[{i}]" + (f" at {leaf_path(path)}" if path else "")
+                raise ValueError(
+                    f"{where} is a {type(leaf).__name__} ({leaf!r:.40}), which jax.jit cannot "
+                    "trace; bind it into the functions (functools.partial or a lambda) or pass "
+                    "jit=False"
+                )
+
+
 def leaf_path(path: Sequence[Any]) -> str:
     """A readable name for a pytree key path: ``('layers', 0, 'A')`` becomes ``layers/0/A``."""
     parts = []
@@ -413,11 +427,11 @@ def check_grads(
 
     Raises:
       TypeError: if ``loss_fn`` or ``grad_fn`` is not callable.
-      ValueError: if ``params`` has no leaves, or ``grad_fn`` returns ``(grads, aux)``, or a
-        parameter is not a floating-point array or not finite (NaN or inf; the message names the
-        leaf), or the loss is not a finite scalar, or ``dtype`` is not float32/float64, or
-        ``seed`` is negative, or a tolerance is not a positive number, or ``fd_samples`` not an
-        integer >= 1.
+      ValueError: if ``params`` has no leaves, or ``grad_fn`` returns ``(grads, aux)``, or under
+        ``jit`` an argument is not an array (a string, a function), or a parameter is not a
+        floating-point array or not finite (NaN or inf; the message names the leaf), or the loss
+        is not a finite scalar, or ``dtype`` is not float32/float64, or ``seed`` is negative, or
+        a tolerance is not a positive number, or ``fd_samples`` not an integer >= 1.
       GradientCheckError: if ``raise_on_failure`` and the check fails.
     """
     _require_functions("check_grads(loss_fn, grad_fn, params, *args)", loss_fn=loss_fn,
@@ -456,6 +470,8 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
     if bad:
         raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
 
+    if jit:
+        _require_traceable(args)
     maybe_jit = jax.jit if jit else (lambda f: f)
     loss = maybe_jit(loss_fn)(params, *args)
     if isinstance(loss, (tuple, list, dict)):
@@ -660,6 +676,8 @@ def check_jacobian(
         primal, args = _cast(primal, dtype), _cast(args, dtype)
         if not np.all(np.isfinite(np.asarray(primal))):
             raise ValueError("primal is not finite (NaN or inf)")
+        if jit:
+            _require_traceable(args)
         maybe_jit = jax.jit if jit else (lambda f: f)
         value = np.asarray(maybe_jit(fn)(primal, *args))
         hand = maybe_jit(jac_fn)(primal, *args)

@@ -183,3 +183,16 @@ def test_verify_model_names_a_bad_model_seed_or_batch():
             jaxprop.verify_model(two_layer, batch=batch)
     with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got 1.5"):
         two_layer.check(seed=1.5)
+
+
+def test_an_argument_jit_cannot_trace_is_named():
+    def scaled_loss(p, x, how):
+        return loss(p, x) * (2.0 if how == "double" else 1.0)
+
+    def scaled_grad(p, x, how):
+        return {"w": grad(p, x)["w"] * (2.0 if how == "double" else 1.0)}
+
+    # JAX's own message suggests static_argnums, which check_grads has not.
+    with pytest.raises(ValueError, match=r"args\[1\] is a str \('double'\), which jax.jit cannot"):
+        jaxprop.check_grads(scaled_loss, scaled_grad, P, X, "double")
+    assert jaxprop.check_grads(scaled_loss, scaled_grad, P, X, "double", jit=False).ok
