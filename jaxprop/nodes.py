@@ -195,7 +195,8 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
 
     Raises:
       ValueError: if the forward pass does not save a value under some name in ``model.nodes``,
-        or never adds the tap of one, or computes them in another order than ``model.nodes``.
+        or never adds the tap of one or adds it more than once, or computes them in another order
+        than ``model.nodes``.
     """
     _, saved = model.run_forward(params, x)
     nodes = model.node_names(params)
@@ -210,8 +211,8 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
     def loss_of_taps(taps):
         return model.loss(params, x, Y, taps)
 
-    read = _first_reads(loss_of_taps, zeros)
-    untapped = [n for n in nodes if n not in read]
+    reads = _tap_reads(loss_of_taps, zeros)
+    untapped = [n for n in nodes if n not in reads]
     if untapped:
         # The loss would not depend on these taps: their true adjoint would read as 0 and the
         # hand backward pass be blamed for the forward pass's omission.
@@ -219,10 +220,20 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
             f"{model.name}: forward never adds the tap of the nodes {untapped}; pass each node "
             "through jaxprop.tap(taps, name, value) where it is computed"
         )
-    if any(read[a] > read[b] for a, b in itertools.pairwise(nodes)):
+    repeated = [n for n in nodes if len(reads[n]) > 1]
+    if repeated:
+        # A name tapped at two places (a loop over layers reusing it) has as true adjoint the sum
+        # of both places' adjoints, which no hand backward pass carries.
+        raise ValueError(
+            f"{model.name}: forward adds the tap of the nodes {repeated} more than once; tap each "
+            "node once, where it is computed, and give each layer's node its own name "
+            "(e.g. f'z{i}')"
+        )
+    first = {n: reads[n][0] for n in nodes}
+    if any(first[a] > first[b] for a, b in itertools.pairwise(nodes)):
         # Backward order is the reverse of model.nodes: out of order, the first failing node
         # would not be the faulty step.
-        computed = tuple(sorted(nodes, key=read.__getitem__))
+        computed = tuple(sorted(nodes, key=first.__getitem__))
         raise ValueError(
             f"{model.name}: model.nodes must be in forward order; got {nodes}, but forward "
             f"computes them in the order {computed}"
@@ -230,19 +241,19 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
     return jax.grad(loss_of_taps)(zeros)
 
 
-def _first_reads(loss_of_taps, zeros: dict[str, jax.Array]) -> dict[str, int]:
-    """For each node whose tap the traced loss reads, the index of the first operation that reads
-    it (operations are traced in the order the forward pass runs them)."""
+def _tap_reads(loss_of_taps, zeros: dict[str, jax.Array]) -> dict[str, list[int]]:
+    """For each node whose tap the traced loss reads, the indices of the operations that read it
+    (operations are traced in the order the forward pass runs them)."""
     jaxpr = jax.make_jaxpr(loss_of_taps)(zeros).jaxpr
     names = [path[0].key for path, _ in jax.tree_util.tree_flatten_with_path(zeros)[0]]
     name_of = {id(v): n for v, n in zip(jaxpr.invars, names, strict=True)}
-    first: dict[str, int] = {}
+    reads: dict[str, list[int]] = {}
     for i, eqn in enumerate(jaxpr.eqns):
         for v in eqn.invars:
             name = name_of.get(id(v))
             if name is not None:
-                first.setdefault(name, i)
-    return first
+                reads.setdefault(name, []).append(i)
+    return reads
 
 
 def check_nodes(
@@ -275,9 +286,9 @@ def check_nodes(
     Raises:
       TypeError: if ``model`` is not a Model.
       ValueError: if the model names no nodes, the forward pass does not save or does not tap
-        one of them or computes them out of the order of ``model.nodes``, a parameter is not
-        finite (NaN or inf; the message names the leaf), the dtype is not supported, or
-        ``rtol`` is not a positive number.
+        (or taps twice) one of them or computes them out of the order of ``model.nodes``, a
+        parameter is not finite (NaN or inf; the message names the leaf), the dtype is not
+        supported, or ``rtol`` is not a positive number.
     """
     for attr in ("forward", "backward", "nodes", "loss", "backward_from", "run_forward"):
         if not hasattr(model, attr):

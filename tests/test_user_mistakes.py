@@ -196,3 +196,17 @@ def test_an_argument_jit_cannot_trace_is_named():
     with pytest.raises(ValueError, match=r"args\[1\] is a str \('double'\), which jax.jit cannot"):
         jaxprop.check_grads(scaled_loss, scaled_grad, P, X, "double")
     assert jaxprop.check_grads(scaled_loss, scaled_grad, P, X, "double", jit=False).ok
+
+
+def test_a_node_tapped_twice_is_named(point):
+    def forward_reusing_a_name(params, x, taps=None):
+        z = jaxprop.tap(taps, "z", x @ params["W1"])
+        z = jaxprop.tap(taps, "z", 2 * jnp.tanh(z))  # the name of the node above
+        return z @ params["W2"], {"z": z}
+
+    def backward_last(params, x, saved, Y):
+        return {}, {"z": (saved["z"] @ params["W2"] - Y) / Y.shape[0] @ params["W2"].T}
+
+    reused = model(forward=forward_reusing_a_name, backward=backward_last, nodes=("z",))
+    with pytest.raises(ValueError, match=r"adds the tap of the nodes \['z'\] more than once"):
+        jaxprop.check_nodes(reused, *point)
