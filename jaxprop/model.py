@@ -56,6 +56,7 @@ def tap(taps: Mapping[str, Array] | None, name: str, value: Array) -> Array:
 
     Raises:
       KeyError: if ``taps`` has no entry ``name`` (the name is not among the model's nodes).
+      ValueError: if ``taps[name]`` (shaped like the saved node) has not the shape of ``value``.
     """
     if taps is None:
         return value
@@ -63,6 +64,12 @@ def tap(taps: Mapping[str, Array] | None, name: str, value: Array) -> Array:
         raise KeyError(
             f"tap {name!r}: forward taps a node that is not in the model's nodes {sorted(taps)}; "
             f"add {name!r} to Model(nodes=...) in forward order, or drop its tap"
+        )
+    if jnp.shape(taps[name]) != jnp.shape(value):
+        # The tap is shaped like forward's saved[name]; a broadcast would hide the mismatch.
+        raise ValueError(
+            f"tap {name!r}: the tapped value has shape {jnp.shape(value)}, but forward saves "
+            f"{name!r} with shape {jnp.shape(taps[name])}; save under {name!r} the value tapped"
         )
     return value + taps[name]
 

@@ -210,3 +210,12 @@ def test_a_node_tapped_twice_is_named(point):
     reused = model(forward=forward_reusing_a_name, backward=backward_last, nodes=("z",))
     with pytest.raises(ValueError, match=r"adds the tap of the nodes \['z'\] more than once"):
         jaxprop.check_nodes(reused, *point)
+
+
+def test_a_saved_node_of_another_shape_than_the_tapped_value_is_named(point):
+    def forward_saving_a_row(params, x, taps=None):
+        out, saved = forward(params, x, taps)
+        return out, {**saved, "h": saved["h"][0]}  # not the value tapped as "h"
+
+    with pytest.raises(ValueError, match=r"tap 'h': the tapped value has shape \(5, 4\), but"):
+        jaxprop.check_nodes(model(forward=forward_saving_a_row), *point)
