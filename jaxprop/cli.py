@@ -25,6 +25,7 @@ __all__ = ["main"]
 
 def _verify(args: argparse.Namespace) -> int:
     from jaxprop.check import format_table
+    from jaxprop.model import Model
     from jaxprop.models import get_model, model_names
     from jaxprop.nodes import format_node_table
 
@@ -33,7 +34,13 @@ def _verify(args: argparse.Namespace) -> int:
         models = [get_model(n) for n in names]
     except ValueError as e:
         return _usage_error(str(e))
-    from jaxprop.model import Model
+    unsampled = [m.name for m in models if isinstance(m, Model) and None in (m.init, m.sample)]
+    if unsampled:
+        # Checked before any model runs: otherwise a traceback after the others' tables.
+        return _usage_error(
+            f"models {unsampled} have no init or no sample, which verify needs to draw a random "
+            "point; give the Model init= and sample=, or check it with jaxprop.check_nodes"
+        )
 
     def run(m):
         kwargs = {"seed": args.seed, "dtype": args.dtype, "jit": args.jit, "batch": args.batch}

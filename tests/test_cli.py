@@ -86,3 +86,11 @@ def test_a_batch_that_is_not_a_number_is_a_one_line_usage_error(capsys):
         main(["verify", "--batch", "x"])
     assert e.value.code == 2
     assert "--batch: must be a positive integer, got x" in capsys.readouterr().err
+
+
+def test_a_registered_model_without_init_is_a_usage_error(monkeypatch, capsys):
+    # It ended in a traceback from verify_model.
+    bare = dataclasses.replace(jaxprop.get_model("two-layer-mse"), name="bare", init=None)
+    monkeypatch.setitem(jaxprop.REGISTRY, "bare", bare)
+    assert main(["verify", "--model", "bare"]) == 2
+    assert "models ['bare'] have no init or no sample" in capsys.readouterr().err
