@@ -29,7 +29,7 @@ def _verify(args: argparse.Namespace) -> int:
     from jaxprop.models import get_model, model_names
     from jaxprop.nodes import format_node_table
 
-    names = args.model or model_names()
+    names = list(dict.fromkeys(args.model)) if args.model else model_names()
     try:
         models = [get_model(n) for n in names]
     except ValueError as e:

@@ -94,3 +94,8 @@ def test_a_registered_model_without_init_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.setitem(jaxprop.REGISTRY, "bare", bare)
     assert main(["verify", "--model", "bare"]) == 2
     assert "models ['bare'] have no init or no sample" in capsys.readouterr().err
+
+
+def test_a_model_named_twice_is_checked_once(capsys):
+    assert main(["verify", "--json", "--model", "scalar-f", "--model", "scalar-f"]) == 0
+    assert [m["name"] for m in json.loads(capsys.readouterr().out)["models"]] == ["scalar-f"]
