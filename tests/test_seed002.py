@@ -1,5 +1,7 @@
 """Seed 002: the K-layer recursion, the vector-calculus examples and the lecture's network."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -338,3 +340,14 @@ def test_registered_entry_passes_its_check(name):
     report = jaxprop.get_model(name).check(seed=1, jit=True, batch=5)
     assert report.ok, str(report)
     assert report.name == name and "002_dadcaa6bdb722c5e.txt" in report.source
+
+
+def test_total_cost_labels_of_another_shape_name_both_shapes():
+    """Y of shape (n2,) or (R, 1) used to broadcast against f2 (R, n2): a silently wrong cost and
+    gradient; a Y with another row count failed inside the subtraction."""
+    model = lecture.two_layer_sigmoid()
+    params, X, Y = _point(model, 7, 6)
+    for bad in (Y[0], Y[:, :1], Y[:3]):
+        for fn in (lecture.total_cost, lecture.total_cost_grad):
+            with pytest.raises(ValueError, match=re.escape(str(bad.shape)) + r".*\(6, 2\)"):
+                fn(params, X, bad)

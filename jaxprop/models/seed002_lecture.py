@@ -237,18 +237,36 @@ def two_layer_sigmoid() -> Model:
 # Total cost and gradient descent.
 
 
+def _check_total_labels(f2, Y) -> None:
+    """Y must have f2's shape (R, n2), one target row per input row: no broadcasting."""
+    if jnp.shape(Y) != jnp.shape(f2):
+        raise ValueError(
+            f"total-cost: labels Y have shape {jnp.shape(Y)} but the network output f2 has shape "
+            f"{jnp.shape(f2)} (one row per row of X): expected Y of shape {jnp.shape(f2)}"
+        )
+
+
 def total_cost(params, X, Y):
     """E(θ) = Σ_r E^r(θ), E^r = ½ (f2^r − Y^r)ᵀ (f2^r − Y^r), over the rows r of X (R, n0).
 
     (The lecture prints the sum as Σ_{r=1}^{K} over a data set of N examples; it runs over all N.)
+
+    Raises:
+      ValueError: naming both shapes when Y is not of the output's shape (R, n2).
     """
     f2, _ = _make_forward("total-cost")(params, X)
+    _check_total_labels(f2, Y)
     return jnp.sum(0.5 * (f2 - Y) ** 2)  # Σ_r ½ ‖f2^r − Y^r‖² (Total Cost)
 
 
 def total_cost_grad(params, X, Y):
-    """∂E/∂θ = Σ_r ∂E^r/∂θ, each term by the hand backward with ∂E^r/∂f2 = (f2^r − Y^r)ᵀ."""
+    """∂E/∂θ = Σ_r ∂E^r/∂θ, each term by the hand backward with ∂E^r/∂f2 = (f2^r − Y^r)ᵀ.
+
+    Raises:
+      ValueError: naming both shapes when Y is not of the output's shape (R, n2).
+    """
     f2, saved = _make_forward("total-cost")(params, X)
+    _check_total_labels(f2, Y)
     # ∂E^r/∂θ = (Ŷ − Y)ᵀ ∂Ŷ/∂θ (Problem Formulation) for every example r, summed over r
     # (Total Cost) inside the VJPs' matrix products.
     return backward_vjp(params, X, saved, f2 - Y)[0]
