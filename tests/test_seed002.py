@@ -351,3 +351,20 @@ def test_total_cost_labels_of_another_shape_name_both_shapes():
         for fn in (lecture.total_cost, lecture.total_cost_grad):
             with pytest.raises(ValueError, match=re.escape(str(bad.shape)) + r".*\(6, 2\)"):
                 fn(params, X, bad)
+
+
+def test_lecture_dE_dalpha_bad_arguments():
+    """An index outside A was dropped by .at[i, j].set (∂E/∂α = 0, silently wrong), a Y of another
+    width broadcast, a batch of f0 or layer 2 failed with a TypeError / KeyError."""
+    model = lecture.two_layer_sigmoid()
+    params, x, Y = _point(model, 3, 2, n0=3, n1=4, n2=2)
+    with pytest.raises(ValueError, match=r"i = 4 is outside A1 of shape \(2, 4\)"):
+        lecture.dE_dalpha(params, x[0], Y[0], 1, 4, 0)
+    with pytest.raises(ValueError, match=r"j = 3 is outside A0 of shape \(4, 3\)"):
+        lecture.dE_dalpha(params, x[0], Y[0], 0, 0, 3)
+    with pytest.raises(ValueError, match="layer must be 0"):
+        lecture.dE_dalpha(params, x[0], Y[0], 2, 0, 0)
+    with pytest.raises(ValueError, match=r"f0 has shape \(3,\) and Y has shape \(1,\)"):
+        lecture.dE_dalpha(params, x[0], Y[0, :1], 1, 0, 0)
+    with pytest.raises(ValueError, match=r"f0 has shape \(2, 3\) and Y has shape \(2, 2\)"):
+        lecture.dE_dalpha(params, x, Y, 1, 0, 0)

@@ -149,9 +149,36 @@ def backward_paths_one(params, f0, saved, dE_df2):
 
 def dE_dalpha(params, f0, Y, layer: int, i: int, j: int):
     """∂E/∂α for the one weight α = A_layer[i, j] of one example, literally by path (3) or (4):
-    ∂Z/∂α = [∂A/∂α] f with ∂A/∂α the matrix with a single 1 at (i, j)."""
-    _, saved = _forward_one(params, f0, None)
+    ∂Z/∂α = [∂A/∂α] f with ∂A/∂α the matrix with a single 1 at (i, j).
+
+    Args:
+      params: {A0, b0, A1, b1}.
+      f0: one input X, shape (n0,).
+      Y: its target, shape (n2,).
+      layer: 0 (α ∈ A0, path (4)) or 1 (α ∈ A1, path (3)).
+      i, j: the row and column of α in A_layer, 0 ≤ i, j < its shape.
+
+    Raises:
+      ValueError: for a layer other than 0 or 1, an index outside A_layer (naming its shape), or
+        f0, Y not of shapes (n0,), (n2,) (naming both shapes).
+    """
+    sizes = check_param_shapes(params, _SHAPES, "dE_dalpha")
+    if isinstance(layer, bool) or layer not in (0, 1):
+        raise ValueError(f"dE_dalpha: layer must be 0 (A0) or 1 (A1), got {layer!r}")
     A = params[f"A{layer}"]
+    for name, v, n in (("i", i, A.shape[0]), ("j", j, A.shape[1])):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n:
+            raise ValueError(
+                f"dE_dalpha: {name} = {v!r} is outside A{layer} of shape {A.shape}: expected an "
+                f"integer 0 <= {name} < {n}"
+            )
+    if jnp.shape(f0) != (sizes["n0"],) or jnp.shape(Y) != (sizes["n2"],):
+        raise ValueError(
+            f"dE_dalpha: f0 has shape {jnp.shape(f0)} and Y has shape {jnp.shape(Y)} but A0 has "
+            f"shape {params['A0'].shape} and A1 has shape {params['A1'].shape}: expected one "
+            f"example, f0 of shape ({sizes['n0']},) and Y of shape ({sizes['n2']},)"
+        )
+    _, saved = _forward_one(params, f0, None)
     dA_dalpha = jnp.zeros_like(A).at[i, j].set(1.0)  # ∂A/∂α
     f_in = f0 if layer == 0 else saved["f1"]
     dZ_dalpha = dA_dalpha @ f_in  # ∂Z/∂α = [∂A/∂α] f (paths (3), (4))
