@@ -368,3 +368,12 @@ def test_lecture_dE_dalpha_bad_arguments():
         lecture.dE_dalpha(params, x[0], Y[0, :1], 1, 0, 0)
     with pytest.raises(ValueError, match=r"f0 has shape \(2, 3\) and Y has shape \(2, 2\)"):
         lecture.dE_dalpha(params, x, Y, 1, 0, 0)
+
+
+def test_k_layer_activations_neither_name_nor_sequence():
+    """None or a number used to fail with "object of type ... has no len()"."""
+    for bad in (None, 3):
+        with pytest.raises(
+            ValueError, match="activations must be a name .* got " + type(bad).__name__
+        ):
+            seed002.k_layer(bad)

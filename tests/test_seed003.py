@@ -154,3 +154,17 @@ def test_bad_options():
 def test_default_sizes_follow_a_sequence_of_activations():
     params = seed003.neuron_net(["tanh", "relu", "sigmoid"]).init(jax.random.key(0))
     assert [w.shape for w in params] == [(4, 8), (8, 8), (8, 3)]
+
+
+def test_activations_empty_or_neither_name_nor_sequence():
+    """[] (depth 0) used to be accepted until init failed with "0 activations [] for 1 weight
+    layers"; None, a number or a list as backward failed with a TypeError."""
+    with pytest.raises(ValueError, match=r"at least one weight layer \(depth >= 1\), got \[\]"):
+        seed003.neuron_net([])
+    for bad in (None, 3):
+        with pytest.raises(
+            ValueError, match="activations must be a name .* got " + type(bad).__name__
+        ):
+            seed003.neuron_net(bad)
+    with pytest.raises(ValueError, match="unknown backward"):
+        seed003.neuron_net(backward=["per-layer"])

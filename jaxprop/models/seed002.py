@@ -125,8 +125,14 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
       i = 1..K, K the number of layers in ``params``.
 
     Raises:
-      ValueError: for an empty sequence or an unknown activation name.
+      ValueError: for an empty sequence, an unknown activation name, or ``activations`` neither a
+        name nor a sequence.
     """
+    if not isinstance(activations, (str, Activation, Sequence)):
+        raise ValueError(
+            f"{_NAME}: activations must be a name in jaxprop.ACTIVATIONS or a sequence of them, "
+            f"one per layer, got {type(activations).__name__}"
+        )
     if not isinstance(activations, (str, Activation)) and len(activations) == 0:
         raise ValueError(f"{_NAME}: activations must name at least one layer, got []")
     fixed = _activations(activations, None)  # None for a single name: any depth

@@ -264,12 +264,22 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
       shape (B, n_l). ``model.node_names(params)`` names them (see :func:`node_names`).
 
     Raises:
-      ValueError: for an unknown ``backward``, an unknown or non-elementwise activation, or a
+      ValueError: for an unknown ``backward``, an unknown or non-elementwise activation, an empty
+        sequence of activations (depth 0), ``activations`` neither a name nor a sequence, or a
         sequence of activations whose length differs from the number of weight layers.
     """
-    if backward not in _BACKWARD:
+    if not isinstance(backward, str) or backward not in _BACKWARD:
         raise ValueError(f"unknown backward {backward!r}; expected one of {list(BACKWARDS)}")
     name = f"neuron-delta-{backward}"
+    if not isinstance(activations, (str, Activation, Sequence)):
+        raise ValueError(
+            f"{name}: activations must be a name in jaxprop.ACTIVATIONS or a sequence of them, "
+            f"one per weight layer, got {type(activations).__name__}"
+        )
+    if not isinstance(activations, (str, Activation)) and len(activations) == 0:
+        raise ValueError(
+            f"{name}: activations must name at least one weight layer (depth >= 1), got []"
+        )
     fixed_depth = None if isinstance(activations, (str, Activation)) else len(activations)
     if fixed_depth is not None:
         _activations(activations, fixed_depth, name)  # unknown names fail here, not at first use
