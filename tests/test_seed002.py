@@ -377,3 +377,21 @@ def test_k_layer_activations_neither_name_nor_sequence():
             ValueError, match="activations must be a name .* got " + type(bad).__name__
         ):
             seed002.k_layer(bad)
+
+
+def test_init_sizes_must_be_positive_integers_and_dtype_floating():
+    """k_layer truncated sizes=(4, 2.5, 3) to a width of 2 and failed on sizes=5 with "'int'
+    object is not iterable"; the lecture's init and least squares accepted a width of 0 and failed
+    on 2.5 inside jax.random; an integer dtype failed inside jax.random."""
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"k-layer: sizes \(4, 2.5, 3\).*got 2.5"):
+        seed002.k_layer().init(key, sizes=(4, 2.5, 3))
+    with pytest.raises(ValueError, match="k-layer: sizes must be a sequence of sizes, got 5"):
+        seed002.k_layer().init(key, sizes=5)
+    with pytest.raises(ValueError, match="k-layer: dtype int32 is not floating-point"):
+        seed002.k_layer().init(key, dtype=jnp.int32)
+    for n1 in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"two-layer-sigmoid: sizes .*got {n1}"):
+            lecture.init(key, n1=n1)
+    with pytest.raises(ValueError, match=r"least-squares: D \(0,\).*got 0"):
+        calc.least_squares().init(key, D=0)

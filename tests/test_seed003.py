@@ -168,3 +168,15 @@ def test_activations_empty_or_neither_name_nor_sequence():
             seed003.neuron_net(bad)
     with pytest.raises(ValueError, match="unknown backward"):
         seed003.neuron_net(backward=["per-layer"])
+
+
+def test_init_sizes_must_be_positive_integers_and_dtype_floating(model):
+    """sizes=(3, 2.7, 2) was truncated to a width of 2; sizes=3 failed with "'int' object is not
+    iterable"; an integer dtype failed inside jax.random."""
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"sizes \(3, 2.7, 2\).*got 2.7"):
+        model.init(key, sizes=(3, 2.7, 2))
+    with pytest.raises(ValueError, match="sizes must be a sequence of sizes, got 3"):
+        model.init(key, sizes=3)
+    with pytest.raises(ValueError, match="dtype int32 is not floating-point"):
+        model.init(key, dtype=jnp.int32)

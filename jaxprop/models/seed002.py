@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxprop.activations import Activation, get_activation
 from jaxprop.losses import LOSSES
@@ -98,6 +99,29 @@ def layer_sizes(params: Sequence[Mapping[str, jax.Array]]) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def _init_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
+    """The sizes as Python ints after checking each is a positive integer and dtype is floating.
+
+    Raises:
+      ValueError: naming the model, the sizes and the bad entry (a float such as 2.5 used to be
+        truncated to 2), or the dtype.
+    """
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise ValueError(f"{model}: {what} must be a sequence of sizes, got {sizes!r}")
+    sizes = tuple(sizes)
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(
+                f"{model}: {what} {sizes}: every size must be a positive integer, got {n!r}"
+            )
+    if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+        raise ValueError(
+            f"{model}: dtype {jnp.dtype(dtype).name} is not floating-point; the parameters are "
+            "differentiated (e.g. dtype=jnp.float32)"
+        )
+    return tuple(int(n) for n in sizes)
+
+
 def _activations(activations: str | Activation | Sequence[str | Activation], K: int | None):
     """One Activation per layer; a single name applies to every layer."""
     if isinstance(activations, (str, Activation)):
@@ -142,8 +166,8 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
 
     def init(key, sizes: Sequence[int] = DEFAULT_SIZES, dtype=jnp.float32):
         """Parameters [{A, b}] for sizes (n_0, …, n_K): A_i ~ N(0, 1/n_i), zero biases."""
-        sizes = tuple(int(n) for n in sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
+        sizes = _init_sizes(_NAME, "sizes", sizes, dtype)
+        if len(sizes) < 2:
             raise ValueError(
                 f"{_NAME}: sizes {sizes} must list n_0, ..., n_K (K >= 1), each at least 1"
             )

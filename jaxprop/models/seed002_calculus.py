@@ -32,6 +32,7 @@ from jaxprop.check import GradReport, LeafReport, _compare, check_grads, check_j
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
+from jaxprop.models.seed002 import _init_sizes
 
 __all__ = [
     "SOURCE_DA_DX",
@@ -188,7 +189,9 @@ _squared_error = LOSSES["squared_error"]
 
 
 def _ls_init(key, D: int = 3, dtype=jnp.float32):
-    """Parameters {"theta": (D,)}, standard normal."""
+    """Parameters {"theta": (D,)}, standard normal; ValueError unless D is a positive integer and
+    dtype floating."""
+    (D,) = _init_sizes(_LS_NAME, "D", (D,), dtype)
     return {"theta": jax.random.normal(key, (D,), dtype)}
 
 

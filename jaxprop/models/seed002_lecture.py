@@ -54,6 +54,7 @@ from jaxprop.check import GradReport, LeafReport, _compare, check_grads, precisi
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
+from jaxprop.models.seed002 import _init_sizes
 from jaxprop.models.seed002_calculus import df_dA
 
 __all__ = [
@@ -80,7 +81,12 @@ _loss = LOSSES["half_squared_error"]
 
 
 def init(key, n0: int = 3, n1: int = 5, n2: int = 2, dtype=jnp.float32):
-    """Parameters {A0 (n1, n0), b0 (n1,), A1 (n2, n1), b1 (n2,)}: A ~ N(0, 1/fan_in), b = 0."""
+    """Parameters {A0 (n1, n0), b0 (n1,), A1 (n2, n1), b1 (n2,)}: A ~ N(0, 1/fan_in), b = 0.
+
+    Raises:
+      ValueError: for a size that is not a positive integer, or a dtype that is not floating.
+    """
+    n0, n1, n2 = _init_sizes("two-layer-sigmoid", "sizes (n0, n1, n2)", (n0, n1, n2), dtype)
     k0, k1 = jax.random.split(key)
     return {
         "A0": jax.random.normal(k0, (n1, n0), dtype) / math.sqrt(n0),

@@ -65,6 +65,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxprop.activations import Activation, get_activation
 from jaxprop.losses import LOSSES
@@ -85,6 +86,29 @@ def node_names(depth: int) -> tuple[str, ...]:
     ('in1', 'out1', 'in2', 'out2')
     """
     return tuple(f"{kind}{l}" for l in range(1, depth + 1) for kind in ("in", "out"))
+
+
+def _init_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
+    """The sizes as Python ints after checking each is a positive integer and dtype is floating.
+
+    Raises:
+      ValueError: naming the model, the sizes and the bad entry (a float such as 2.5 used to be
+        truncated to 2), or the dtype.
+    """
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise ValueError(f"{model}: {what} must be a sequence of sizes, got {sizes!r}")
+    sizes = tuple(sizes)
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(
+                f"{model}: {what} {sizes}: every size must be a positive integer, got {n!r}"
+            )
+    if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+        raise ValueError(
+            f"{model}: dtype {jnp.dtype(dtype).name} is not floating-point; the parameters are "
+            "differentiated (e.g. dtype=jnp.float32)"
+        )
+    return tuple(int(n) for n in sizes)
 
 
 def _activations(activations, depth: int, name: str) -> tuple[Activation, ...]:
@@ -290,8 +314,8 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
         """Weights w_jk ~ N(0, 1/n_{l−1}), one (n_{l−1}, n_l) matrix per layer; no biases."""
         if sizes is _DEFAULT_SIZES and fixed_depth is not None:
             sizes = (4,) + (8,) * (fixed_depth - 1) + (3,)
-        sizes = tuple(int(n) for n in sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
+        sizes = _init_sizes(name, "sizes", sizes, dtype)
+        if len(sizes) < 2:
             raise ValueError(f"{name}: sizes {sizes}; expected at least two positive widths")
         _activations(activations, len(sizes) - 1, name)
         keys = jax.random.split(key, len(sizes) - 1)
