@@ -395,3 +395,21 @@ def test_init_sizes_must_be_positive_integers_and_dtype_floating():
             lecture.init(key, n1=n1)
     with pytest.raises(ValueError, match=r"least-squares: D \(0,\).*got 0"):
         calc.least_squares().init(key, D=0)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [seed002.k_layer("tanh"), lecture.two_layer_sigmoid(), calc.least_squares()],
+    ids=lambda m: m.name,
+)
+def test_empty_batch_and_negative_batch_are_refused(model):
+    """A batch of zero rows gave a NaN loss (0/0) and zero gradients; sample(batch=-1) failed with
+    an MLIRError."""
+    params, x, Y = _point(model, 0, 2)
+    with pytest.raises(ValueError, match=r"has shape \(0, \d+\), no examples"):
+        model.loss(params, x[:0], Y[:0])
+    with pytest.raises(ValueError, match=r"has shape \(0, \d+\), no examples"):
+        model.grad(params, x[:0], Y[:0])
+    for batch in (0, -1):
+        with pytest.raises(ValueError, match=f"batch must be a positive integer, got {batch}"):
+            model.sample(jax.random.key(0), params, batch)

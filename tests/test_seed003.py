@@ -180,3 +180,16 @@ def test_init_sizes_must_be_positive_integers_and_dtype_floating(model):
         model.init(key, sizes=3)
     with pytest.raises(ValueError, match="dtype int32 is not floating-point"):
         model.init(key, dtype=jnp.int32)
+
+
+def test_empty_batch_and_negative_batch_are_refused(model):
+    """A batch of zero rows gave a NaN loss (0/0) and zero gradients; sample(batch=-1) failed with
+    an MLIRError."""
+    params, x, y = _point(model, 0, (3, 4, 2), 2)
+    with pytest.raises(ValueError, match=r"has shape \(0, 3\), no examples"):
+        model.loss(params, x[:0], y[:0])
+    with pytest.raises(ValueError, match=r"has shape \(0, 3\), no examples"):
+        model.grad(params, x[:0], y[:0])
+    for batch in (0, -1):
+        with pytest.raises(ValueError, match=f"batch must be a positive integer, got {batch}"):
+            model.sample(jax.random.key(0), params, batch)

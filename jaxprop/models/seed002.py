@@ -122,6 +122,21 @@ def _init_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
     return tuple(int(n) for n in sizes)
 
 
+def _check_batch(model: str, batch, what: str = "x") -> None:
+    """ValueError unless ``batch`` (an int, or the row count of an input) is at least 1: the loss
+    is a mean over the batch, NaN over zero examples."""
+    if hasattr(batch, "shape"):
+        n = batch.shape[0] if len(batch.shape) else None
+        if n == 0:
+            raise ValueError(
+                f"{model}: input {what} has shape {batch.shape}, no examples; the loss is a mean "
+                "over the batch and needs at least one row"
+            )
+        return
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"{model}: batch must be a positive integer, got {batch!r}")
+
+
 def _activations(activations: str | Activation | Sequence[str | Activation], K: int | None):
     """One Activation per layer; a single name applies to every layer."""
     if isinstance(activations, (str, Activation)):
@@ -189,6 +204,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
         sizes = layer_sizes(params)
         acts = acts_for(len(sizes) - 1)
         check_input(x, sizes[0], _NAME)
+        _check_batch(_NAME, x)
         f = x  # f_0 := x (5.112)
         saved = {}
         for i, (layer, act) in enumerate(zip(params, acts, strict=True), start=1):
@@ -226,6 +242,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
 
     def sample(key, params, batch: int):
         sizes = layer_sizes(params)
+        _check_batch(_NAME, batch)
         kx, ky = jax.random.split(key)
         dtype = params[0]["A"].dtype
         x = jax.random.normal(kx, (batch, sizes[0]), dtype)

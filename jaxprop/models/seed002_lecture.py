@@ -54,7 +54,7 @@ from jaxprop.check import GradReport, LeafReport, _compare, check_grads, precisi
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
-from jaxprop.models.seed002 import _init_sizes
+from jaxprop.models.seed002 import _check_batch, _init_sizes
 from jaxprop.models.seed002_calculus import df_dA
 
 __all__ = [
@@ -105,9 +105,11 @@ def _forward_one(params, f0, taps):
     return f2, {"Z1": Z1, "f1": f1, "Z2": Z2, "f2": f2}
 
 
-def _make_forward(name):
+def _make_forward(name, mean: bool = True):
     def forward(params, x, taps=None):
         check_input(x, check_param_shapes(params, _SHAPES, name)["n0"], name)
+        if mean:  # the models' loss is a batch mean; the total cost is a sum, 0 over no rows
+            _check_batch(name, x)
         return jax.vmap(_forward_one, in_axes=(None, 0, 0))(params, x, taps)
 
     return forward
@@ -238,6 +240,7 @@ def _make_model(name, backward_batch):
 
     def sample(key, params, batch: int):
         sizes = check_param_shapes(params, _SHAPES, name)
+        _check_batch(name, batch)
         kx, ky = jax.random.split(key)
         dtype = params["A0"].dtype
         x = jax.random.normal(kx, (batch, sizes["n0"]), dtype)
@@ -287,7 +290,7 @@ def total_cost(params, X, Y):
     Raises:
       ValueError: naming both shapes when Y is not of the output's shape (R, n2).
     """
-    f2, _ = _make_forward("total-cost")(params, X)
+    f2, _ = _make_forward("total-cost", mean=False)(params, X)
     _check_total_labels(f2, Y)
     return jnp.sum(0.5 * (f2 - Y) ** 2)  # Σ_r ½ ‖f2^r − Y^r‖² (Total Cost)
 
@@ -298,7 +301,7 @@ def total_cost_grad(params, X, Y):
     Raises:
       ValueError: naming both shapes when Y is not of the output's shape (R, n2).
     """
-    f2, saved = _make_forward("total-cost")(params, X)
+    f2, saved = _make_forward("total-cost", mean=False)(params, X)
     _check_total_labels(f2, Y)
     # ∂E^r/∂θ = (Ŷ − Y)ᵀ ∂Ŷ/∂θ (Problem Formulation) for every example r, summed over r
     # (Total Cost) inside the VJPs' matrix products.

@@ -111,6 +111,21 @@ def _init_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
     return tuple(int(n) for n in sizes)
 
 
+def _check_batch(model: str, batch, what: str = "x") -> None:
+    """ValueError unless ``batch`` (an int, or the row count of an input) is at least 1: the loss
+    is a mean over the batch, NaN over zero examples."""
+    if hasattr(batch, "shape"):
+        n = batch.shape[0] if len(batch.shape) else None
+        if n == 0:
+            raise ValueError(
+                f"{model}: input {what} has shape {batch.shape}, no examples; the loss is a mean "
+                "over the batch and needs at least one row"
+            )
+        return
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"{model}: batch must be a positive integer, got {batch!r}")
+
+
 def _activations(activations, depth: int, name: str) -> tuple[Activation, ...]:
     """One elementwise activation per weight layer; ValueError when the count or kind is wrong."""
     if isinstance(activations, (str, Activation)):
@@ -329,6 +344,7 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
         sizes = _check_weights(params, name)
         acts = _activations(activations, len(params), name)
         check_input(x, sizes[0], name)
+        _check_batch(name, x)
         out, saved = x, {}
         for l, (w, f) in enumerate(zip(params, acts, strict=True), start=1):
             # in_k = Σ_j w_jk · out_j for every k and example (003 [2]).
@@ -345,6 +361,7 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
     def sample(key, params, batch: int):
         """x ~ N(0, 1) of shape (B, n_0) and labels y ~ U(0, 1) of shape (B, n_L)."""
         sizes = _check_weights(params, name)
+        _check_batch(name, batch)
         kx, ky = jax.random.split(key)
         dtype = params[0].dtype
         x = jax.random.normal(kx, (batch, sizes[0]), dtype)
