@@ -413,3 +413,11 @@ def test_empty_batch_and_negative_batch_are_refused(model):
     for batch in (0, -1):
         with pytest.raises(ValueError, match=f"batch must be a positive integer, got {batch}"):
             model.sample(jax.random.key(0), params, batch)
+
+
+def test_dA_dx_flatten_bad_C_names_the_shapes():
+    """Approach 2 unpacked C.shape before checking it: "not enough values to unpack"."""
+    x, D = jnp.ones(3), jnp.zeros((4, 2))
+    for fn in (calc.dA_dx_collate, calc.dA_dx_flatten):
+        with pytest.raises(ValueError, match=r"C has shape \(4, 2\), D has shape \(4, 2\)"):
+            fn(x, jnp.ones((4, 2)), D)

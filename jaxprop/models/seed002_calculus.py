@@ -374,9 +374,14 @@ def dA_dx_collate(x: jax.Array, C: jax.Array, D: jax.Array) -> jax.Array:
 
 def dA_dx_flatten(x: jax.Array, C: jax.Array, D: jax.Array) -> jax.Array:
     """Approach 2: flatten A to Ã ∈ R^{mn}, take the Jacobian dÃ/dx ∈ R^{mn × p}, re-shape it to
-    m × n × p."""
+    m × n × p.
+
+    Raises:
+      ValueError: naming the shapes when C, D and x do not fit (as :func:`matrix_of_vector`).
+    """
+    A = matrix_of_vector(x, C, D)  # checks the shapes of C, D and x first
     m, n, p = C.shape
-    A_flat = jnp.reshape(matrix_of_vector(x, C, D), (m * n,))  # Ã = vec A (approach 2)
+    A_flat = jnp.reshape(A, (m * n,))  # Ã = vec A (approach 2)
     C_flat = jnp.reshape(C, (m * n, p))  # Ã = tanh(C̃ x + D̃): d(C̃ x)/dx = C̃ (5.68)
     # dÃ/dx = diag(1 − Ã²) C̃ ∈ R^{mn × p}, the chain rule (5.48) with (5.68).
     dA_flat = jnp.diag(1 - A_flat**2) @ C_flat
