@@ -224,7 +224,8 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
             layer, act = params[i - 1], acts[i - 1]
             f_prev = x if i == 1 else saved[f"f{i - 1}"]
             adjoints[f"f{i}"] = df  # ∂L/∂f_i, the product of the orange factors (5.118)
-            # ∂f_i/∂Z_i = diag σ_i′(Z_i): ∂L/∂Z_i = ∂L/∂f_i ⊙ σ_i′ (inside ∂f_i/∂θ_{i−1}).
+            # ∂f_i/∂Z_i = diag σ_i′(Z_i) from f_i = σ_i(Z_i) (5.113): ∂L/∂Z_i = ∂L/∂f_i ⊙ σ_i′,
+            # inside ∂f_i/∂θ_{i−1} of (5.115)–(5.118) (softmax: its full Jacobian, by act.vjp).
             dZ = act.vjp(saved[f"Z{i}"], saved[f"f{i}"], df)
             adjoints[f"Z{i}"] = dZ
             # ∂Z_i/∂A_{i−1} = f_{i−1}: ∂L/∂A_{i−1} = Σ_rows ∂L/∂Z_iᵀ f_{i−1}ᵀ, the boxed (blue)

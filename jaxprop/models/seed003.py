@@ -14,8 +14,9 @@ displayed ones as [1]–[12], in the order printed:
 [8]   ∂E/∂out_k = Σ_{j∈l+1} ∂E/∂in_j · ∂in_j/∂out_k = Σ_j ∂E/∂out_j · f′(in_j) · w_kj (lines 1–2;
       line 3 prints f′(in_j) outside the sum over j)
 [9]   δ_k = Σ_{i∈l+1} (δ_i · w_ki) · f′(in_k), "where δ_i = ∂E/∂out_i"
-[10]  output layer: δ_j = ∂E/∂out · f′(in_j)
-[11]  other layers: δ_j = Σ_{i∈l+1} (δ_i · w_ji) · f′(in_j)
+[10]  output layer: δ_jl = ∂E/∂w_jl = ∂E/∂out · f′(in_j) (δ_j is ∂E/∂in_j, not ∂E/∂w)
+[11]  other layers: δ_jl = ∂E/∂w_jl = Σ_{i∈l+1} (δ_i · w_li) · f′(in_l) (read with j for the
+      neuron index l: δ_j = Σ_i (δ_i · w_ji) · f′(in_j))
 [12]  d_ij = δ_j · out_i
 ====  ==========================================================================================
 
