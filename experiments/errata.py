@@ -754,6 +754,14 @@ NOTATION = [
     ("002", "Total cost", "E(θ) = Σ_{r=1}^{K} E^r(θ) over a data set of N examples", "Σ_{r=1}^{N}"),
     (
         "002",
+        "Problem Formulation",
+        "θ(t+1) = θ(t) − η ∂E/∂θ, with ∂E/∂θ = (Ŷ − Y)ᵀ ∂Ŷ/∂θ a 1 × D row (as (5.40)) and θ a "
+        "D-vector column",
+        "θ(t+1) = θ(t) − η (∂E/∂θ)ᵀ: taken literally, a D × 1 column minus a 1 × D row is a D × D "
+        "matrix (NumPy/JAX broadcasting); sgd_step and optax.sgd apply the gradient in θ's shape",
+    ),
+    (
+        "002",
         "§5.6.1",
         "'A_j, b_j for j = 1, …, K'",
         "j = 0, …, K − 1 (θ = {A_0, b_0, …, A_{K−1}, b_{K−1}}, as (5.114) then says)",

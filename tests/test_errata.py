@@ -62,3 +62,15 @@ def test_errata_document_lists_every_slip(errata):
     for s in errata.SLIPS:
         assert f"### {s.key}:" in text, s.key
     assert "python experiments/errata.py" in text
+
+
+def test_gradient_descent_transpose_is_listed(errata):
+    """The lecture's update θ − η ∂E/∂θ subtracts a 1 × D row from a D-vector column: literally a
+    D × D matrix, so the update needs (∂E/∂θ)ᵀ."""
+    import numpy as np
+
+    theta, row = np.ones((3, 1)), np.arange(3.0)[None, :]
+    assert (theta - 0.1 * row).shape == (3, 3)
+    assert any(n[1] == "Problem Formulation" and "(∂E/∂θ)ᵀ" in n[3] for n in errata.NOTATION)
+    text = (ROOT / "docs" / "errata.md").read_text(encoding="utf-8")
+    assert "θ(t+1) = θ(t) − η (∂E/∂θ)ᵀ" in text

@@ -1,5 +1,7 @@
 """Seed 002: the K-layer recursion, the vector-calculus examples and the lecture's network."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -338,3 +340,84 @@ def test_registered_entry_passes_its_check(name):
     report = jaxprop.get_model(name).check(seed=1, jit=True, batch=5)
     assert report.ok, str(report)
     assert report.name == name and "002_dadcaa6bdb722c5e.txt" in report.source
+
+
+def test_total_cost_labels_of_another_shape_name_both_shapes():
+    """Y of shape (n2,) or (R, 1) used to broadcast against f2 (R, n2): a silently wrong cost and
+    gradient; a Y with another row count failed inside the subtraction."""
+    model = lecture.two_layer_sigmoid()
+    params, X, Y = _point(model, 7, 6)
+    for bad in (Y[0], Y[:, :1], Y[:3]):
+        for fn in (lecture.total_cost, lecture.total_cost_grad):
+            with pytest.raises(ValueError, match=re.escape(str(bad.shape)) + r".*\(6, 2\)"):
+                fn(params, X, bad)
+
+
+def test_lecture_dE_dalpha_bad_arguments():
+    """An index outside A was dropped by .at[i, j].set (∂E/∂α = 0, silently wrong), a Y of another
+    width broadcast, a batch of f0 or layer 2 failed with a TypeError / KeyError."""
+    model = lecture.two_layer_sigmoid()
+    params, x, Y = _point(model, 3, 2, n0=3, n1=4, n2=2)
+    with pytest.raises(ValueError, match=r"i = 4 is outside A1 of shape \(2, 4\)"):
+        lecture.dE_dalpha(params, x[0], Y[0], 1, 4, 0)
+    with pytest.raises(ValueError, match=r"j = 3 is outside A0 of shape \(4, 3\)"):
+        lecture.dE_dalpha(params, x[0], Y[0], 0, 0, 3)
+    with pytest.raises(ValueError, match="layer must be 0"):
+        lecture.dE_dalpha(params, x[0], Y[0], 2, 0, 0)
+    with pytest.raises(ValueError, match=r"f0 has shape \(3,\) and Y has shape \(1,\)"):
+        lecture.dE_dalpha(params, x[0], Y[0, :1], 1, 0, 0)
+    with pytest.raises(ValueError, match=r"f0 has shape \(2, 3\) and Y has shape \(2, 2\)"):
+        lecture.dE_dalpha(params, x, Y, 1, 0, 0)
+
+
+def test_k_layer_activations_neither_name_nor_sequence():
+    """None or a number used to fail with "object of type ... has no len()"."""
+    for bad in (None, 3):
+        with pytest.raises(
+            ValueError, match="activations must be a name .* got " + type(bad).__name__
+        ):
+            seed002.k_layer(bad)
+
+
+def test_init_sizes_must_be_positive_integers_and_dtype_floating():
+    """k_layer truncated sizes=(4, 2.5, 3) to a width of 2 and failed on sizes=5 with "'int'
+    object is not iterable"; the lecture's init and least squares accepted a width of 0 and failed
+    on 2.5 inside jax.random; an integer dtype failed inside jax.random."""
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"k-layer: sizes \(4, 2.5, 3\).*got 2.5"):
+        seed002.k_layer().init(key, sizes=(4, 2.5, 3))
+    with pytest.raises(ValueError, match="k-layer: sizes must be a sequence of sizes, got 5"):
+        seed002.k_layer().init(key, sizes=5)
+    with pytest.raises(ValueError, match="k-layer: dtype int32 is not floating-point"):
+        seed002.k_layer().init(key, dtype=jnp.int32)
+    for n1 in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"two-layer-sigmoid: sizes .*got {n1}"):
+            lecture.init(key, n1=n1)
+    with pytest.raises(ValueError, match=r"least-squares: D \(0,\).*got 0"):
+        calc.least_squares().init(key, D=0)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [seed002.k_layer("tanh"), lecture.two_layer_sigmoid(), calc.least_squares()],
+    ids=lambda m: m.name,
+)
+def test_empty_batch_and_negative_batch_are_refused(model):
+    """A batch of zero rows gave a NaN loss (0/0) and zero gradients; sample(batch=-1) failed with
+    an MLIRError."""
+    params, x, Y = _point(model, 0, 2)
+    with pytest.raises(ValueError, match=r"has shape \(0, \d+\), no examples"):
+        model.loss(params, x[:0], Y[:0])
+    with pytest.raises(ValueError, match=r"has shape \(0, \d+\), no examples"):
+        model.grad(params, x[:0], Y[:0])
+    for batch in (0, -1):
+        with pytest.raises(ValueError, match=f"batch must be a positive integer, got {batch}"):
+            model.sample(jax.random.key(0), params, batch)
+
+
+def test_dA_dx_flatten_bad_C_names_the_shapes():
+    """Approach 2 unpacked C.shape before checking it: "not enough values to unpack"."""
+    x, D = jnp.ones(3), jnp.zeros((4, 2))
+    for fn in (calc.dA_dx_collate, calc.dA_dx_flatten):
+        with pytest.raises(ValueError, match=r"C has shape \(4, 2\), D has shape \(4, 2\)"):
+            fn(x, jnp.ones((4, 2)), D)

@@ -154,3 +154,42 @@ def test_bad_options():
 def test_default_sizes_follow_a_sequence_of_activations():
     params = seed003.neuron_net(["tanh", "relu", "sigmoid"]).init(jax.random.key(0))
     assert [w.shape for w in params] == [(4, 8), (8, 8), (8, 3)]
+
+
+def test_activations_empty_or_neither_name_nor_sequence():
+    """[] (depth 0) used to be accepted until init failed with "0 activations [] for 1 weight
+    layers"; None, a number or a list as backward failed with a TypeError."""
+    with pytest.raises(ValueError, match=r"at least one weight layer \(depth >= 1\), got \[\]"):
+        seed003.neuron_net([])
+    for bad in (None, 3):
+        with pytest.raises(
+            ValueError, match="activations must be a name .* got " + type(bad).__name__
+        ):
+            seed003.neuron_net(bad)
+    with pytest.raises(ValueError, match="unknown backward"):
+        seed003.neuron_net(backward=["per-layer"])
+
+
+def test_init_sizes_must_be_positive_integers_and_dtype_floating(model):
+    """sizes=(3, 2.7, 2) was truncated to a width of 2; sizes=3 failed with "'int' object is not
+    iterable"; an integer dtype failed inside jax.random."""
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"sizes \(3, 2.7, 2\).*got 2.7"):
+        model.init(key, sizes=(3, 2.7, 2))
+    with pytest.raises(ValueError, match="sizes must be a sequence of sizes, got 3"):
+        model.init(key, sizes=3)
+    with pytest.raises(ValueError, match="dtype int32 is not floating-point"):
+        model.init(key, dtype=jnp.int32)
+
+
+def test_empty_batch_and_negative_batch_are_refused(model):
+    """A batch of zero rows gave a NaN loss (0/0) and zero gradients; sample(batch=-1) failed with
+    an MLIRError."""
+    params, x, y = _point(model, 0, (3, 4, 2), 2)
+    with pytest.raises(ValueError, match=r"has shape \(0, 3\), no examples"):
+        model.loss(params, x[:0], y[:0])
+    with pytest.raises(ValueError, match=r"has shape \(0, 3\), no examples"):
+        model.grad(params, x[:0], y[:0])
+    for batch in (0, -1):
+        with pytest.raises(ValueError, match=f"batch must be a positive integer, got {batch}"):
+            model.sample(jax.random.key(0), params, batch)

@@ -32,6 +32,7 @@ from jaxprop.check import GradReport, LeafReport, _compare, check_grads, check_j
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
+from jaxprop.models.seed002 import _check_batch, _init_sizes
 
 __all__ = [
     "SOURCE_DA_DX",
@@ -188,7 +189,9 @@ _squared_error = LOSSES["squared_error"]
 
 
 def _ls_init(key, D: int = 3, dtype=jnp.float32):
-    """Parameters {"theta": (D,)}, standard normal."""
+    """Parameters {"theta": (D,)}, standard normal; ValueError unless D is a positive integer and
+    dtype floating."""
+    (D,) = _init_sizes(_LS_NAME, "D", (D,), dtype)
     return {"theta": jax.random.normal(key, (D,), dtype)}
 
 
@@ -196,6 +199,7 @@ def _ls_forward(params, x, taps=None):
     """ŷ = Φθ (5.75), x = Φ of shape (N, D): returns ŷ of shape (N,)."""
     D = check_param_shapes(params, {"theta": ("D",)}, _LS_NAME)["D"]
     check_input(x, D, _LS_NAME, what="Phi")
+    _check_batch(_LS_NAME, x, what="Phi")
     y_hat = tap(taps, "y_hat", x @ params["theta"])  # Φθ (5.75), (5.77)
     return y_hat, {"y_hat": y_hat}
 
@@ -212,6 +216,7 @@ def _ls_backward(params, x, saved, Y):
 
 def _ls_sample(key, params, batch: int):
     D = check_param_shapes(params, {"theta": ("D",)}, _LS_NAME)["D"]
+    _check_batch(_LS_NAME, batch)
     kx, ky = jax.random.split(key)
     dtype = params["theta"].dtype
     return (jax.random.normal(kx, (batch, D), dtype), jax.random.normal(ky, (batch,), dtype))
@@ -369,9 +374,14 @@ def dA_dx_collate(x: jax.Array, C: jax.Array, D: jax.Array) -> jax.Array:
 
 def dA_dx_flatten(x: jax.Array, C: jax.Array, D: jax.Array) -> jax.Array:
     """Approach 2: flatten A to Ã ∈ R^{mn}, take the Jacobian dÃ/dx ∈ R^{mn × p}, re-shape it to
-    m × n × p."""
+    m × n × p.
+
+    Raises:
+      ValueError: naming the shapes when C, D and x do not fit (as :func:`matrix_of_vector`).
+    """
+    A = matrix_of_vector(x, C, D)  # checks the shapes of C, D and x first
     m, n, p = C.shape
-    A_flat = jnp.reshape(matrix_of_vector(x, C, D), (m * n,))  # Ã = vec A (approach 2)
+    A_flat = jnp.reshape(A, (m * n,))  # Ã = vec A (approach 2)
     C_flat = jnp.reshape(C, (m * n, p))  # Ã = tanh(C̃ x + D̃): d(C̃ x)/dx = C̃ (5.68)
     # dÃ/dx = diag(1 − Ã²) C̃ ∈ R^{mn × p}, the chain rule (5.48) with (5.68).
     dA_flat = jnp.diag(1 - A_flat**2) @ C_flat

@@ -54,6 +54,7 @@ from jaxprop.check import GradReport, LeafReport, _compare, check_grads, precisi
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import Model, check_input, check_param_shapes, tap
+from jaxprop.models.seed002 import _check_batch, _init_sizes
 from jaxprop.models.seed002_calculus import df_dA
 
 __all__ = [
@@ -80,7 +81,12 @@ _loss = LOSSES["half_squared_error"]
 
 
 def init(key, n0: int = 3, n1: int = 5, n2: int = 2, dtype=jnp.float32):
-    """Parameters {A0 (n1, n0), b0 (n1,), A1 (n2, n1), b1 (n2,)}: A ~ N(0, 1/fan_in), b = 0."""
+    """Parameters {A0 (n1, n0), b0 (n1,), A1 (n2, n1), b1 (n2,)}: A ~ N(0, 1/fan_in), b = 0.
+
+    Raises:
+      ValueError: for a size that is not a positive integer, or a dtype that is not floating.
+    """
+    n0, n1, n2 = _init_sizes("two-layer-sigmoid", "sizes (n0, n1, n2)", (n0, n1, n2), dtype)
     k0, k1 = jax.random.split(key)
     return {
         "A0": jax.random.normal(k0, (n1, n0), dtype) / math.sqrt(n0),
@@ -99,9 +105,11 @@ def _forward_one(params, f0, taps):
     return f2, {"Z1": Z1, "f1": f1, "Z2": Z2, "f2": f2}
 
 
-def _make_forward(name):
+def _make_forward(name, mean: bool = True):
     def forward(params, x, taps=None):
         check_input(x, check_param_shapes(params, _SHAPES, name)["n0"], name)
+        if mean:  # the models' loss is a batch mean; the total cost is a sum, 0 over no rows
+            _check_batch(name, x)
         return jax.vmap(_forward_one, in_axes=(None, 0, 0))(params, x, taps)
 
     return forward
@@ -149,9 +157,36 @@ def backward_paths_one(params, f0, saved, dE_df2):
 
 def dE_dalpha(params, f0, Y, layer: int, i: int, j: int):
     """∂E/∂α for the one weight α = A_layer[i, j] of one example, literally by path (3) or (4):
-    ∂Z/∂α = [∂A/∂α] f with ∂A/∂α the matrix with a single 1 at (i, j)."""
-    _, saved = _forward_one(params, f0, None)
+    ∂Z/∂α = [∂A/∂α] f with ∂A/∂α the matrix with a single 1 at (i, j).
+
+    Args:
+      params: {A0, b0, A1, b1}.
+      f0: one input X, shape (n0,).
+      Y: its target, shape (n2,).
+      layer: 0 (α ∈ A0, path (4)) or 1 (α ∈ A1, path (3)).
+      i, j: the row and column of α in A_layer, 0 ≤ i, j < its shape.
+
+    Raises:
+      ValueError: for a layer other than 0 or 1, an index outside A_layer (naming its shape), or
+        f0, Y not of shapes (n0,), (n2,) (naming both shapes).
+    """
+    sizes = check_param_shapes(params, _SHAPES, "dE_dalpha")
+    if isinstance(layer, bool) or layer not in (0, 1):
+        raise ValueError(f"dE_dalpha: layer must be 0 (A0) or 1 (A1), got {layer!r}")
     A = params[f"A{layer}"]
+    for name, v, n in (("i", i, A.shape[0]), ("j", j, A.shape[1])):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n:
+            raise ValueError(
+                f"dE_dalpha: {name} = {v!r} is outside A{layer} of shape {A.shape}: expected an "
+                f"integer 0 <= {name} < {n}"
+            )
+    if jnp.shape(f0) != (sizes["n0"],) or jnp.shape(Y) != (sizes["n2"],):
+        raise ValueError(
+            f"dE_dalpha: f0 has shape {jnp.shape(f0)} and Y has shape {jnp.shape(Y)} but A0 has "
+            f"shape {params['A0'].shape} and A1 has shape {params['A1'].shape}: expected one "
+            f"example, f0 of shape ({sizes['n0']},) and Y of shape ({sizes['n2']},)"
+        )
+    _, saved = _forward_one(params, f0, None)
     dA_dalpha = jnp.zeros_like(A).at[i, j].set(1.0)  # ∂A/∂α
     f_in = f0 if layer == 0 else saved["f1"]
     dZ_dalpha = dA_dalpha @ f_in  # ∂Z/∂α = [∂A/∂α] f (paths (3), (4))
@@ -205,6 +240,7 @@ def _make_model(name, backward_batch):
 
     def sample(key, params, batch: int):
         sizes = check_param_shapes(params, _SHAPES, name)
+        _check_batch(name, batch)
         kx, ky = jax.random.split(key)
         dtype = params["A0"].dtype
         x = jax.random.normal(kx, (batch, sizes["n0"]), dtype)
@@ -237,18 +273,36 @@ def two_layer_sigmoid() -> Model:
 # Total cost and gradient descent.
 
 
+def _check_total_labels(f2, Y) -> None:
+    """Y must have f2's shape (R, n2), one target row per input row: no broadcasting."""
+    if jnp.shape(Y) != jnp.shape(f2):
+        raise ValueError(
+            f"total-cost: labels Y have shape {jnp.shape(Y)} but the network output f2 has shape "
+            f"{jnp.shape(f2)} (one row per row of X): expected Y of shape {jnp.shape(f2)}"
+        )
+
+
 def total_cost(params, X, Y):
     """E(θ) = Σ_r E^r(θ), E^r = ½ (f2^r − Y^r)ᵀ (f2^r − Y^r), over the rows r of X (R, n0).
 
     (The lecture prints the sum as Σ_{r=1}^{K} over a data set of N examples; it runs over all N.)
+
+    Raises:
+      ValueError: naming both shapes when Y is not of the output's shape (R, n2).
     """
-    f2, _ = _make_forward("total-cost")(params, X)
+    f2, _ = _make_forward("total-cost", mean=False)(params, X)
+    _check_total_labels(f2, Y)
     return jnp.sum(0.5 * (f2 - Y) ** 2)  # Σ_r ½ ‖f2^r − Y^r‖² (Total Cost)
 
 
 def total_cost_grad(params, X, Y):
-    """∂E/∂θ = Σ_r ∂E^r/∂θ, each term by the hand backward with ∂E^r/∂f2 = (f2^r − Y^r)ᵀ."""
-    f2, saved = _make_forward("total-cost")(params, X)
+    """∂E/∂θ = Σ_r ∂E^r/∂θ, each term by the hand backward with ∂E^r/∂f2 = (f2^r − Y^r)ᵀ.
+
+    Raises:
+      ValueError: naming both shapes when Y is not of the output's shape (R, n2).
+    """
+    f2, saved = _make_forward("total-cost", mean=False)(params, X)
+    _check_total_labels(f2, Y)
     # ∂E^r/∂θ = (Ŷ − Y)ᵀ ∂Ŷ/∂θ (Problem Formulation) for every example r, summed over r
     # (Total Cost) inside the VJPs' matrix products.
     return backward_vjp(params, X, saved, f2 - Y)[0]
