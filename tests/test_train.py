@@ -80,12 +80,55 @@ def test_same_seed_same_run_other_seed_other_batches(problem):
         ({"steps": 0}, "steps"),
         ({"steps": 2, "batch_size": 49}, "batch_size"),
         ({"steps": 2, "grad_source": "numeric"}, "grad_source"),
+        ({"steps": True}, "steps must be an integer"),
+        ({"steps": 2, "chunk_size": 2.5}, "chunk_size must be an integer"),
+        ({"steps": 2, "chunk_size": None}, "chunk_size must be an integer"),
+        ({"steps": 2, "batch_size": 4.0}, "batch_size must be an integer"),
+        ({"steps": 2, "batch_size": True}, "batch_size must be an integer"),
+        ({"steps": 2, "seed": -1}, "seed must be an integer between 0 and 2"),
+        ({"steps": 2, "seed": 2**32}, "seed must be an integer between 0 and 2"),
+        ({"steps": 2, "seed": 1.5}, "seed must be an integer between 0 and 2"),
     ],
 )
 def test_train_rejects_bad_arguments(problem, kwargs, match):
     model, params, x, Y = problem
     with pytest.raises(ValueError, match=match):
         train(params, x, Y, optax.sgd(0.1), model=model, progress=False, **kwargs)
+
+
+def test_train_accepts_numpy_integers(problem):
+    model, params, x, Y = problem
+    result = train(params, x, Y, optax.sgd(0.1), model=model, steps=np.int64(2),
+                   batch_size=np.int32(48), seed=np.uint32(0), progress=False)  # fmt: skip
+    assert result.losses.shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda a: {**a, "optimizer": "adam"}, "optax.GradientTransformation"),
+        (lambda a: {**a, "optimizer": optax.adam}, "optax.GradientTransformation"),
+        (lambda a: {**a, "optimizer": optax.masked(optax.sgd(0.1), {"W1": True})},
+         "the optimizer does not fit the parameters"),
+        (lambda a: {**a, "x": np.asarray(a["x"]).tolist()}, "x must be a JAX or NumPy array"),
+        (lambda a: {**a, "x": a["x"][0, 0]}, "x is a scalar"),
+        (lambda a: {**a, "x": a["x"][:0], "Y": a["Y"][:0]}, "at least one example"),
+        (lambda a: {**a, "x": a["x"].at[5, 1].set(jnp.nan)}, "x has NaN .* first row 5"),
+        (lambda a: {**a, "Y": a["Y"].at[3, 0].set(jnp.inf)}, "Y has NaN .* first row 3"),
+    ],
+)  # fmt: skip
+def test_train_rejects_bad_optimizers_and_data_before_compiling(problem, change, match):
+    model, params, x, Y = problem
+    args = change({"params": params, "x": x, "Y": Y, "optimizer": optax.sgd(0.1)})
+    with pytest.raises(ValueError, match=match):
+        train(**args, model=model, steps=2, progress=False)
+
+
+def test_train_rejects_a_mesh_without_a_batch_axis(problem):
+    model, params, x, Y = problem
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    with pytest.raises(ValueError, match="expected one named 'batch'"):
+        train(params, x, Y, optax.sgd(0.1), model=model, steps=2, mesh=mesh, progress=False)
 
 
 def test_data_mesh_rejects_more_devices_than_there_are():
