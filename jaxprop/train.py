@@ -156,6 +156,40 @@ def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad
     return make_value_and_grad(model, grad_source)
 
 
+def _check_gradient_output(value_and_grad, params, xb, Yb) -> None:
+    """Traces one step's ``(loss, grads)`` (shapes only, nothing is computed) and raises a
+    ValueError unless the loss is a real scalar and the gradient has the structure, shapes and
+    dtypes of the parameters, before anything is compiled; otherwise a wrong gradient could fail
+    deep inside the optimizer or, with a float32 gradient of float64 parameters, train silently
+    in mixed precision."""
+    out = jax.eval_shape(value_and_grad, params, xb, Yb)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise ValueError(
+            f"the gradient source must return (loss, grads); it returned {_describe(out)}"
+        )
+    loss, grads = out
+    if not (isinstance(loss, jax.ShapeDtypeStruct) and loss.shape == ()) or not jnp.issubdtype(
+        loss.dtype, jnp.floating
+    ):
+        raise ValueError(f"the loss must be a real scalar, got {_describe(loss)}")
+    expected, got = jax.tree.structure(params), jax.tree.structure(grads)
+    if expected != got:
+        raise ValueError(
+            f"the gradient has the structure {got}; expected that of the parameters, {expected}"
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    for (path, p), g in zip(leaves, jax.tree.leaves(grads), strict=True):
+        if jnp.shape(p) != g.shape or jnp.result_type(p) != g.dtype:
+            raise ValueError(
+                f"the gradient of {jax.tree_util.keystr(path)} is {_describe(g)}; expected the "
+                f"parameter's shape and dtype, {jnp.result_type(p)}{list(jnp.shape(p))}"
+            )
+
+
+def _describe(tree) -> str:
+    return str(jax.tree.map(lambda a: f"{a.dtype}{list(a.shape)}", tree))
+
+
 def _pair(loss_fn, grad_fn):
     def value_and_grad(params, x, Y):
         return loss_fn(params, x, Y), grad_fn(params, x, Y)
@@ -264,7 +298,8 @@ def train(
         not an integer >= 1, a seed outside 0..2**32 − 1, x or Y not an array with a row per
         example (or without any, or with NaN or infinite entries), x and Y with different
         numbers of rows, a batch size outside 1..N or not a multiple of the number of devices, a
-        mesh without a "batch" axis, or an unclear gradient source.
+        mesh without a "batch" axis, an unclear gradient source, or one whose loss is not a real
+        scalar or whose gradient does not match the parameters' structure, shapes and dtypes.
     """
     value_and_grad = _resolve_value_and_grad(
         model, grad_source, loss_fn, grad_fn, value_and_grad_fn
@@ -301,6 +336,13 @@ def train(
         raise ValueError(
             f"batch size {batch} is not a multiple of the {n_devices} devices of the mesh"
         )
+
+    _check_gradient_output(
+        value_and_grad,
+        params,
+        jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype),
+        jax.ShapeDtypeStruct((batch, *Y.shape[1:]), Y.dtype),
+    )
 
     start = time.perf_counter()
     rows = None

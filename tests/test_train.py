@@ -124,6 +124,33 @@ def test_train_rejects_bad_optimizers_and_data_before_compiling(problem, change,
         train(**args, model=model, steps=2, progress=False)
 
 
+@pytest.mark.parametrize(
+    "grad_fn, match",
+    [
+        (lambda p, x, Y: list(p.values()), "the gradient has the structure"),
+        (lambda p, x, Y: {k: p[k] for k in ("W1", "W2", "b1")}, "the gradient has the structure"),
+        (lambda p, x, Y: {**p, "W2": p["W2"].T}, r"gradient of \['W2'\] is float64\[2, 16\]"),
+        (lambda p, x, Y: {**p, "b1": p["b1"].astype(jnp.float32)},
+         r"gradient of \['b1'\] is float32\[16\]; expected .* float64\[16\]"),
+    ],
+)  # fmt: skip
+def test_train_rejects_a_gradient_unlike_the_parameters(problem, grad_fn, match):
+    model, params, x, Y = problem
+    with pytest.raises(ValueError, match=match):
+        train(params, x, Y, optax.sgd(0.1), loss_fn=model.loss, grad_fn=grad_fn, steps=2,
+              progress=False)  # fmt: skip
+
+
+def test_train_rejects_a_non_scalar_loss_or_a_bad_pair(problem):
+    model, params, x, Y = problem
+    kw = dict(steps=2, progress=False)
+    with pytest.raises(ValueError, match="the loss must be a real scalar, got float64\\[3\\]"):
+        train(params, x, Y, optax.sgd(0.1), loss_fn=lambda p, x, Y: jnp.zeros(3),
+              grad_fn=jax.grad(model.loss), **kw)  # fmt: skip
+    with pytest.raises(ValueError, match="must return \\(loss, grads\\)"):
+        train(params, x, Y, optax.sgd(0.1), value_and_grad_fn=lambda p, x, Y: (1.0, p, 2), **kw)
+
+
 def test_train_rejects_a_mesh_without_a_batch_axis(problem):
     model, params, x, Y = problem
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
