@@ -157,6 +157,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _directory(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must be a directory, got an empty path")
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (and exit status 2), not usage plus error."""
 
@@ -216,14 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_positive_int, default=None,
                        help="optimizer steps (default: the experiment's)")  # fmt: skip
     train.add_argument("--batch-size", type=_positive_int, default=None,
-                       help="examples per step (default: the experiment's; a size at least the "
-                       "training set's trains full-batch)")  # fmt: skip
-    train.add_argument("--seed", type=int, default=0,
-                       help="seed of the initial parameters and the batch order")  # fmt: skip
+                       help="examples per step, at most the training set's size (default: the "
+                       "experiment's)")  # fmt: skip
+    train.add_argument("--seed", type=_nonnegative_int, default=0,
+                       help="seed of the initial parameters and the batch order, "
+                       "0 to 2**32 - 1")  # fmt: skip
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     train.add_argument("--devices", type=_positive_int, default=None,
                        help="train data-parallel over this many devices")  # fmt: skip
-    train.add_argument("--out", metavar="DIR", default=None,
+    train.add_argument("--out", metavar="DIR", type=_directory, default=None,
                        help="output directory (default: runs/NAME)")  # fmt: skip
     train.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                        help="write the PNG plots (needs matplotlib)")  # fmt: skip

@@ -257,6 +257,9 @@ def test_cli_train_writes_metrics(tmp_path, capsys):
         ["train", "moons", "--batch-size", "-3"],
         ["train", "moons", "--grad", "numeric"],
         ["train", "moons", "--dtype", "float16"],
+        ["train", "moons", "--seed", "-1"],
+        ["train", "moons", "--out", ""],
+        ["train", "moons", "--out", __file__],  # an existing file
     ],
 )
 def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
@@ -265,6 +268,30 @@ def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jaxprop train: error: argument"), err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--batch-size", "401"], "batch size 401 is larger than the 400 training examples"),
+        (["--seed", str(2**32)], "seed must be an integer between 0 and 2**32 - 1"),
+        (["--out", "{tmp}/file/sub"], "cannot create the output directory"),
+    ],
+)
+def test_cli_bad_values_exit_2_before_training(tmp_path, capsys, monkeypatch, options, message):
+    (tmp_path / "file").write_text("not a directory")
+    options = [o.replace("{tmp}", str(tmp_path)) for o in options]
+    monkeypatch.setattr("jaxprop.experiments.train", None)  # training must not start
+    argv = ["train", "moons", "--steps", "1", "--out", str(tmp_path / "run"), *options]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxprop: error: ") and message in err[0], err
+
+
+def test_run_experiment_trains_full_batch_when_the_default_batch_exceeds_the_data():
+    data = _small("digits-softmax")  # 60 examples; the experiment's batch size is 128
+    metrics = run_experiment("digits-softmax", grad="manual", steps=1, data=data, progress=False)
+    assert metrics["batch_size"] == 60
 
 
 def test_cli_too_many_devices_is_a_usage_error(tmp_path, capsys):
