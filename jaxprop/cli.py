@@ -8,7 +8,8 @@ carries it under ``"nodes"`` per model.
 
 ``jaxprop train NAME`` trains one of the experiments of :mod:`jaxprop.experiments` with the
 hand-derived gradient, ``jax.grad``, or both from the same start, and writes ``metrics.json`` and
-the plots to ``--out``; exit status 0, or 2 for bad options.
+the plots to ``--out``; exit status 0, 1 when training diverged (a NaN or infinite loss; the
+outputs are still written, with ``null`` for the non-finite numbers), or 2 for bad options.
 """
 
 from __future__ import annotations
@@ -122,6 +123,13 @@ def _train(args: argparse.Namespace) -> int:
             f"final params by {param:.3g}"
         )
     print(f"wrote {out}")
+    diverged = {s: r["nonfinite_loss_step"] for s, r in metrics["runs"].items()
+                if r["nonfinite_loss_step"] is not None}  # fmt: skip
+    if diverged:
+        steps = ", ".join(f"{s} run from step {t}" for s, t in diverged.items())
+        print(f"jaxprop: error: training diverged: the loss is NaN or infinite ({steps}); "
+              f"try a smaller --lr", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

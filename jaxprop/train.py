@@ -436,7 +436,8 @@ def _chunk_runner(value_and_grad, optimizer, batch: int, full_batch: bool, rows)
 
 
 def max_relative_difference(a, b) -> float:
-    """The largest ``max|a − b| / max|b|`` over the leaves of two pytrees (0 for equal trees).
+    """The largest ``max|a − b| / max|b|`` over the leaves of two pytrees (0 for equal trees; NaN
+    when a leaf holds NaN or the trees share an infinity, whose difference is undefined).
 
     Each leaf is scaled by its own largest element, as in the checker's comparisons.
 
@@ -448,7 +449,10 @@ def max_relative_difference(a, b) -> float:
     for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         la, lb = np.asarray(la, np.float64), np.asarray(lb, np.float64)
         scale = float(np.max(np.abs(lb), initial=0.0))
-        diff = float(np.max(np.abs(la - lb), initial=0.0))
+        with np.errstate(invalid="ignore"):  # inf − inf: NaN, reported below
+            diff = float(np.max(np.abs(la - lb), initial=0.0))
+        if math.isnan(diff) or math.isnan(scale):
+            return math.nan  # a NaN or infinities in both trees: no agreement can be claimed
         if diff > 0.0:
             worst = max(worst, diff / scale if scale > 0.0 else math.inf)
     return worst

@@ -26,7 +26,7 @@ from jaxprop.experiments import (
     run_experiment,
 )
 from jaxprop.experiments import data as datasets
-from jaxprop.train import data_mesh, train
+from jaxprop.train import data_mesh, max_relative_difference, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -294,6 +294,30 @@ def test_run_experiment_trains_full_batch_when_the_default_batch_exceeds_the_dat
     assert metrics["batch_size"] == 60
 
 
+def test_a_diverged_run_exits_1_and_writes_standard_json(tmp_path, capsys):
+    argv = ["train", "least-squares", "--steps", "100", "--lr", "100", "--out", str(tmp_path),
+            "--no-plots"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["jaxprop: error: training diverged: the loss is NaN or infinite (manual run "
+                   "from step 64, auto run from step 64); try a smaller --lr"]  # fmt: skip
+
+    def reject(constant):
+        raise AssertionError(f"metrics.json holds {constant}, which is not JSON")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=reject)
+    assert metrics["nonfinite_loss_step"] == 64 and metrics["losses"][64] is None
+    assert metrics["loss_curve_max_rel_diff"] is None  # NaN: not a claim of agreement
+
+
+def test_max_relative_difference_of_nan_trees_is_nan():
+    nan = {"w": np.array([np.nan, 1.0])}
+    assert np.isnan(max_relative_difference(nan, nan))
+    inf = {"w": np.array([np.inf, 1.0])}
+    assert np.isnan(max_relative_difference(inf, inf))
+    assert max_relative_difference({"w": np.array([1.0])}, {"w": np.array([1.0])}) == 0.0
+
+
 def test_cli_too_many_devices_is_a_usage_error(tmp_path, capsys):
     n = len(jax.devices()) + 1
     argv = ["train", "moons", "--steps", "1", "--devices", str(n), "--out", str(tmp_path)]
@@ -308,7 +332,7 @@ SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np, optax
     jax.config.update("jax_enable_x64", True)
     from jaxprop import get_model
-    from jaxprop.train import data_mesh, train
+    from jaxprop.train import data_mesh, max_relative_difference, train
 
     assert len(jax.devices()) == 4, jax.devices()
     model = get_model("tanh-softmax")

@@ -255,7 +255,8 @@ def _accuracy(out, Y) -> float:
 def loss_curve_max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     """``max_t |a_t − b_t| / |b_t|``: the largest relative difference between two loss curves."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
+    with np.errstate(invalid="ignore"):  # a diverged run's inf − inf: NaN, the honest answer
+        return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
 
 
 def run_experiment(
@@ -345,8 +346,11 @@ def run_experiment(
                            batch_size=batch_size, seed=seed, mesh=mesh, progress=progress,
                            description=f"{exp.name} ({source})")  # fmt: skip
             results[source] = result
+            nonfinite = np.flatnonzero(~np.isfinite(result.losses))
             run = {
                 "losses": [float(v) for v in result.losses],
+                # The first step whose loss is NaN or infinite (the run diverged), else None.
+                "nonfinite_loss_step": int(nonfinite[0]) if nonfinite.size else None,
                 "final_loss": float(full_loss(result.params, x, Y)),
                 "wall_time_s": result.wall_time_s,
             }
