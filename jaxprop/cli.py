@@ -139,7 +139,10 @@ def _usage_error(message: str) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -258,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SGD steps of the training-run case (0 to skip it)")  # fmt: skip
     bench.add_argument("--case", action="append", metavar="SUBSTRING",
                        help="only the gradient cases whose name has this (repeatable)")  # fmt: skip
-    bench.add_argument("--out", metavar="DIR", default="bench",
+    bench.add_argument("--out", metavar="DIR", type=_directory, default="bench",
                        help="where to write bench.json, bench.txt, bench.png")  # fmt: skip
     bench.set_defaults(run=_bench)
     return parser
