@@ -8,7 +8,8 @@ carries it under ``"nodes"`` per model.
 
 ``jaxprop train NAME`` trains one of the experiments of :mod:`jaxprop.experiments` with the
 hand-derived gradient, ``jax.grad``, or both from the same start, and writes ``metrics.json`` and
-the plots to ``--out``; exit status 0, or 2 for bad options.
+the plots to ``--out``; exit status 0, 1 when training diverged (a NaN or infinite loss; the
+outputs are still written, with ``null`` for the non-finite numbers), or 2 for bad options.
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ def _train(args: argparse.Namespace) -> int:
             f"final params by {param:.3g}"
         )
     print(f"wrote {out}")
+    diverged = {s: r["nonfinite_loss_step"] for s, r in metrics["runs"].items()
+                if r["nonfinite_loss_step"] is not None}  # fmt: skip
+    if diverged:
+        steps = ", ".join(f"{s} run from step {t}" for s, t in diverged.items())
+        print(f"jaxprop: error: training diverged: the loss is NaN or infinite ({steps}); "
+              f"try a smaller --lr", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
@@ -165,6 +173,14 @@ def _positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _directory(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must be a directory, got an empty path")
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -226,14 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_positive_int, default=None,
                        help="optimizer steps (default: the experiment's)")  # fmt: skip
     train.add_argument("--batch-size", type=_positive_int, default=None,
-                       help="examples per step (default: the experiment's; a size at least the "
-                       "training set's trains full-batch)")  # fmt: skip
-    train.add_argument("--seed", type=int, default=0,
-                       help="seed of the initial parameters and the batch order")  # fmt: skip
+                       help="examples per step, at most the training set's size (default: the "
+                       "experiment's)")  # fmt: skip
+    train.add_argument("--seed", type=_nonnegative_int, default=0,
+                       help="seed of the initial parameters and the batch order, "
+                       "0 to 2**32 - 1")  # fmt: skip
     train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     train.add_argument("--devices", type=_positive_int, default=None,
                        help="train data-parallel over this many devices")  # fmt: skip
-    train.add_argument("--out", metavar="DIR", default=None,
+    train.add_argument("--out", metavar="DIR", type=_directory, default=None,
                        help="output directory (default: runs/NAME)")  # fmt: skip
     train.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                        help="write the PNG plots (needs matplotlib)")  # fmt: skip
@@ -251,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SGD steps of the training-run case (0 to skip it)")  # fmt: skip
     bench.add_argument("--case", action="append", metavar="SUBSTRING",
                        help="only the gradient cases whose name has this (repeatable)")  # fmt: skip
-    bench.add_argument("--out", metavar="DIR", default="bench",
+    bench.add_argument("--out", metavar="DIR", type=_directory, default="bench",
                        help="where to write bench.json, bench.txt, bench.png")  # fmt: skip
     bench.set_defaults(run=_bench)
     return parser

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 __all__ = [
     "GRAD_SOURCES",
     "TrainResult",
+    "check_seed",
     "data_mesh",
     "make_value_and_grad",
     "max_relative_difference",
@@ -154,6 +156,40 @@ def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad
     return make_value_and_grad(model, grad_source)
 
 
+def _check_gradient_output(value_and_grad, params, xb, Yb) -> None:
+    """Traces one step's ``(loss, grads)`` (shapes only, nothing is computed) and raises a
+    ValueError unless the loss is a real scalar and the gradient has the structure, shapes and
+    dtypes of the parameters, before anything is compiled; otherwise a wrong gradient could fail
+    deep inside the optimizer or, with a float32 gradient of float64 parameters, train silently
+    in mixed precision."""
+    out = jax.eval_shape(value_and_grad, params, xb, Yb)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise ValueError(
+            f"the gradient source must return (loss, grads); it returned {_describe(out)}"
+        )
+    loss, grads = out
+    if not (isinstance(loss, jax.ShapeDtypeStruct) and loss.shape == ()) or not jnp.issubdtype(
+        loss.dtype, jnp.floating
+    ):
+        raise ValueError(f"the loss must be a real scalar, got {_describe(loss)}")
+    expected, got = jax.tree.structure(params), jax.tree.structure(grads)
+    if expected != got:
+        raise ValueError(
+            f"the gradient has the structure {got}; expected that of the parameters, {expected}"
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    for (path, p), g in zip(leaves, jax.tree.leaves(grads), strict=True):
+        if jnp.shape(p) != g.shape or jnp.result_type(p) != g.dtype:
+            raise ValueError(
+                f"the gradient of {jax.tree_util.keystr(path)} is {_describe(g)}; expected the "
+                f"parameter's shape and dtype, {jnp.result_type(p)}{list(jnp.shape(p))}"
+            )
+
+
+def _describe(tree) -> str:
+    return str(jax.tree.map(lambda a: f"{a.dtype}{list(a.shape)}", tree))
+
+
 def _pair(loss_fn, grad_fn):
     def value_and_grad(params, x, Y):
         return loss_fn(params, x, Y), grad_fn(params, x, Y)
@@ -175,6 +211,43 @@ def _show_progress(progress: bool | None) -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _integer(name: str, value, low: int) -> int:
+    """``value`` as an int, or a ValueError naming ``name`` for a bool, a float or a value < low."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in 0..2**32 − 1, the range in which ``jax.random.key`` gives every seed
+    its own key under both float32 and float64 settings (beyond it seeds wrap around silently).
+
+    Raises:
+      ValueError: for anything else (a negative, too large or non-integer seed).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer between 0 and 2**32 - 1, got {seed!r}")
+    return int(seed)
+
+
+def _examples(name: str, a) -> jax.Array:
+    """``a`` as an array with one example per row, or a ValueError naming it."""
+    if not isinstance(a, jax.Array | np.ndarray):
+        raise ValueError(
+            f"{name} must be a JAX or NumPy array (one example per row), got {type(a).__name__}"
+        )
+    if a.ndim == 0:
+        raise ValueError(f"{name} is a scalar: expected an array with one example per row")
+    if jnp.issubdtype(a.dtype, jnp.inexact) and a.size:
+        finite = np.asarray(jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
+        if not finite.all():
+            raise ValueError(
+                f"{name} has NaN or infinite entries (in {np.sum(~finite)} of its {a.shape[0]} "
+                f"rows, the first row {int(np.argmin(finite))})"
+            )
+    return a
 
 
 def train(
@@ -221,31 +294,55 @@ def train(
       A :class:`TrainResult`; ``losses[t]`` is the loss of step t's batch before its update.
 
     Raises:
-      ValueError: for steps < 1, a batch size outside 1..N or not a multiple of the number of
-        devices, x and Y with different numbers of rows, or an unclear gradient source.
+      ValueError: for an optimizer that is not a GradientTransformation, steps or chunk_size
+        not an integer >= 1, a seed outside 0..2**32 − 1, x or Y not an array with a row per
+        example (or without any, or with NaN or infinite entries), x and Y with different
+        numbers of rows, a batch size outside 1..N or not a multiple of the number of devices, a
+        mesh without a "batch" axis, an unclear gradient source, or one whose loss is not a real
+        scalar or whose gradient does not match the parameters' structure, shapes and dtypes.
     """
     value_and_grad = _resolve_value_and_grad(
         model, grad_source, loss_fn, grad_fn, value_and_grad_fn
     )
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    n = jnp.shape(x)[0]
-    if jnp.shape(Y)[0] != n:
+    if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(
-            f"x has shape {jnp.shape(x)} and Y has shape {jnp.shape(Y)}: expected the same "
+            f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), got "
+            f"{optimizer!r}"
+        )
+    steps = _integer("steps", steps, 1)
+    chunk_size = _integer("chunk_size", chunk_size, 1)
+    seed = check_seed(seed)
+    x, Y = _examples("x", x), _examples("Y", Y)
+    n = x.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(
+            f"x has shape {x.shape} and Y has shape {Y.shape}: expected the same "
             f"number of rows (examples)"
         )
+    if n == 0:
+        raise ValueError(f"x has shape {x.shape}: expected at least one example")
+    if batch_size is not None:
+        batch_size = _integer("batch_size", batch_size, 1)
+        if batch_size > n:
+            raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
     full_batch = batch_size is None or batch_size == n
-    if batch_size is not None and not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
     batch = n if full_batch else batch_size
+    if mesh is not None and BATCH_AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"mesh has axes {mesh.axis_names}: expected one named {BATCH_AXIS!r} (see data_mesh)"
+        )
     n_devices = 1 if mesh is None else mesh.devices.size
     if batch % n_devices:
         raise ValueError(
             f"batch size {batch} is not a multiple of the {n_devices} devices of the mesh"
         )
+
+    _check_gradient_output(
+        value_and_grad,
+        params,
+        jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype),
+        jax.ShapeDtypeStruct((batch, *Y.shape[1:]), Y.dtype),
+    )
 
     start = time.perf_counter()
     rows = None
@@ -256,7 +353,13 @@ def train(
         x, Y = jax.device_put(x, rows), jax.device_put(Y, rows)
         params = jax.device_put(params, replicated)
     with _optimizer_promotion():
-        opt_state = optimizer.init(params)
+        try:
+            opt_state = optimizer.init(params)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(
+                f"the optimizer does not fit the parameters: optimizer.init(params) raised "
+                f"{type(e).__name__}: {e}"
+            ) from e
     if mesh is not None:
         opt_state = jax.device_put(opt_state, replicated)
 
@@ -333,7 +436,8 @@ def _chunk_runner(value_and_grad, optimizer, batch: int, full_batch: bool, rows)
 
 
 def max_relative_difference(a, b) -> float:
-    """The largest ``max|a − b| / max|b|`` over the leaves of two pytrees (0 for equal trees).
+    """The largest ``max|a − b| / max|b|`` over the leaves of two pytrees (0 for equal trees; NaN
+    when a leaf holds NaN or the trees share an infinity, whose difference is undefined).
 
     Each leaf is scaled by its own largest element, as in the checker's comparisons.
 
@@ -345,7 +449,10 @@ def max_relative_difference(a, b) -> float:
     for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         la, lb = np.asarray(la, np.float64), np.asarray(lb, np.float64)
         scale = float(np.max(np.abs(lb), initial=0.0))
-        diff = float(np.max(np.abs(la - lb), initial=0.0))
+        with np.errstate(invalid="ignore"):  # inf − inf: NaN, reported below
+            diff = float(np.max(np.abs(la - lb), initial=0.0))
+        if math.isnan(diff) or math.isnan(scale):
+            return math.nan  # a NaN or infinities in both trees: no agreement can be claimed
         if diff > 0.0:
             worst = max(worst, diff / scale if scale > 0.0 else math.inf)
     return worst

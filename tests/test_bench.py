@@ -58,6 +58,21 @@ def test_run_bench_reports_every_documented_key():
     assert "tiny" in table and "matrix-product peak" in table
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--out", __file__], "argument --out: " + __file__ + " exists and is not a"),
+        (["bench", "--repeats", "many"], "--repeats: must be a positive integer, got many"),
+    ],
+)
+def test_bench_command_rejects_bad_options_before_timing(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def test_bench_command_rejects_an_unknown_case(capsys):
     assert main(["bench", "--case", "no-such-case"]) == 2
     assert "no case matches" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from jaxprop.experiments import (
     run_experiment,
 )
 from jaxprop.experiments import data as datasets
-from jaxprop.train import data_mesh, train
+from jaxprop.train import data_mesh, max_relative_difference, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -80,12 +80,82 @@ def test_same_seed_same_run_other_seed_other_batches(problem):
         ({"steps": 0}, "steps"),
         ({"steps": 2, "batch_size": 49}, "batch_size"),
         ({"steps": 2, "grad_source": "numeric"}, "grad_source"),
+        ({"steps": True}, "steps must be an integer"),
+        ({"steps": 2, "chunk_size": 2.5}, "chunk_size must be an integer"),
+        ({"steps": 2, "chunk_size": None}, "chunk_size must be an integer"),
+        ({"steps": 2, "batch_size": 4.0}, "batch_size must be an integer"),
+        ({"steps": 2, "batch_size": True}, "batch_size must be an integer"),
+        ({"steps": 2, "seed": -1}, "seed must be an integer between 0 and 2"),
+        ({"steps": 2, "seed": 2**32}, "seed must be an integer between 0 and 2"),
+        ({"steps": 2, "seed": 1.5}, "seed must be an integer between 0 and 2"),
     ],
 )
 def test_train_rejects_bad_arguments(problem, kwargs, match):
     model, params, x, Y = problem
     with pytest.raises(ValueError, match=match):
         train(params, x, Y, optax.sgd(0.1), model=model, progress=False, **kwargs)
+
+
+def test_train_accepts_numpy_integers(problem):
+    model, params, x, Y = problem
+    result = train(params, x, Y, optax.sgd(0.1), model=model, steps=np.int64(2),
+                   batch_size=np.int32(48), seed=np.uint32(0), progress=False)  # fmt: skip
+    assert result.losses.shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda a: {**a, "optimizer": "adam"}, "optax.GradientTransformation"),
+        (lambda a: {**a, "optimizer": optax.adam}, "optax.GradientTransformation"),
+        (lambda a: {**a, "optimizer": optax.masked(optax.sgd(0.1), {"W1": True})},
+         "the optimizer does not fit the parameters"),
+        (lambda a: {**a, "x": np.asarray(a["x"]).tolist()}, "x must be a JAX or NumPy array"),
+        (lambda a: {**a, "x": a["x"][0, 0]}, "x is a scalar"),
+        (lambda a: {**a, "x": a["x"][:0], "Y": a["Y"][:0]}, "at least one example"),
+        (lambda a: {**a, "x": a["x"].at[5, 1].set(jnp.nan)}, "x has NaN .* first row 5"),
+        (lambda a: {**a, "Y": a["Y"].at[3, 0].set(jnp.inf)}, "Y has NaN .* first row 3"),
+    ],
+)  # fmt: skip
+def test_train_rejects_bad_optimizers_and_data_before_compiling(problem, change, match):
+    model, params, x, Y = problem
+    args = change({"params": params, "x": x, "Y": Y, "optimizer": optax.sgd(0.1)})
+    with pytest.raises(ValueError, match=match):
+        train(**args, model=model, steps=2, progress=False)
+
+
+@pytest.mark.parametrize(
+    "grad_fn, match",
+    [
+        (lambda p, x, Y: list(p.values()), "the gradient has the structure"),
+        (lambda p, x, Y: {k: p[k] for k in ("W1", "W2", "b1")}, "the gradient has the structure"),
+        (lambda p, x, Y: {**p, "W2": p["W2"].T}, r"gradient of \['W2'\] is float64\[2, 16\]"),
+        (lambda p, x, Y: {**p, "b1": p["b1"].astype(jnp.float32)},
+         r"gradient of \['b1'\] is float32\[16\]; expected .* float64\[16\]"),
+    ],
+)  # fmt: skip
+def test_train_rejects_a_gradient_unlike_the_parameters(problem, grad_fn, match):
+    model, params, x, Y = problem
+    with pytest.raises(ValueError, match=match):
+        train(params, x, Y, optax.sgd(0.1), loss_fn=model.loss, grad_fn=grad_fn, steps=2,
+              progress=False)  # fmt: skip
+
+
+def test_train_rejects_a_non_scalar_loss_or_a_bad_pair(problem):
+    model, params, x, Y = problem
+    kw = dict(steps=2, progress=False)
+    with pytest.raises(ValueError, match="the loss must be a real scalar, got float64\\[3\\]"):
+        train(params, x, Y, optax.sgd(0.1), loss_fn=lambda p, x, Y: jnp.zeros(3),
+              grad_fn=jax.grad(model.loss), **kw)  # fmt: skip
+    with pytest.raises(ValueError, match="must return \\(loss, grads\\)"):
+        train(params, x, Y, optax.sgd(0.1), value_and_grad_fn=lambda p, x, Y: (1.0, p, 2), **kw)
+
+
+def test_train_rejects_a_mesh_without_a_batch_axis(problem):
+    model, params, x, Y = problem
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    with pytest.raises(ValueError, match="expected one named 'batch'"):
+        train(params, x, Y, optax.sgd(0.1), model=model, steps=2, mesh=mesh, progress=False)
 
 
 def test_data_mesh_rejects_more_devices_than_there_are():
@@ -187,6 +257,9 @@ def test_cli_train_writes_metrics(tmp_path, capsys):
         ["train", "moons", "--batch-size", "-3"],
         ["train", "moons", "--grad", "numeric"],
         ["train", "moons", "--dtype", "float16"],
+        ["train", "moons", "--seed", "-1"],
+        ["train", "moons", "--out", ""],
+        ["train", "moons", "--out", __file__],  # an existing file
     ],
 )
 def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
@@ -195,6 +268,54 @@ def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jaxprop train: error: argument"), err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--batch-size", "401"], "batch size 401 is larger than the 400 training examples"),
+        (["--seed", str(2**32)], "seed must be an integer between 0 and 2**32 - 1"),
+        (["--out", "{tmp}/file/sub"], "cannot create the output directory"),
+    ],
+)
+def test_cli_bad_values_exit_2_before_training(tmp_path, capsys, monkeypatch, options, message):
+    (tmp_path / "file").write_text("not a directory")
+    options = [o.replace("{tmp}", str(tmp_path)) for o in options]
+    monkeypatch.setattr("jaxprop.experiments.train", None)  # training must not start
+    argv = ["train", "moons", "--steps", "1", "--out", str(tmp_path / "run"), *options]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxprop: error: ") and message in err[0], err
+
+
+def test_run_experiment_trains_full_batch_when_the_default_batch_exceeds_the_data():
+    data = _small("digits-softmax")  # 60 examples; the experiment's batch size is 128
+    metrics = run_experiment("digits-softmax", grad="manual", steps=1, data=data, progress=False)
+    assert metrics["batch_size"] == 60
+
+
+def test_a_diverged_run_exits_1_and_writes_standard_json(tmp_path, capsys):
+    argv = ["train", "least-squares", "--steps", "100", "--lr", "100", "--out", str(tmp_path),
+            "--no-plots"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["jaxprop: error: training diverged: the loss is NaN or infinite (manual run "
+                   "from step 64, auto run from step 64); try a smaller --lr"]  # fmt: skip
+
+    def reject(constant):
+        raise AssertionError(f"metrics.json holds {constant}, which is not JSON")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=reject)
+    assert metrics["nonfinite_loss_step"] == 64 and metrics["losses"][64] is None
+    assert metrics["loss_curve_max_rel_diff"] is None  # NaN: not a claim of agreement
+
+
+def test_max_relative_difference_of_nan_trees_is_nan():
+    nan = {"w": np.array([np.nan, 1.0])}
+    assert np.isnan(max_relative_difference(nan, nan))
+    inf = {"w": np.array([np.inf, 1.0])}
+    assert np.isnan(max_relative_difference(inf, inf))
+    assert max_relative_difference({"w": np.array([1.0])}, {"w": np.array([1.0])}) == 0.0
 
 
 def test_cli_too_many_devices_is_a_usage_error(tmp_path, capsys):
@@ -211,7 +332,7 @@ SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np, optax
     jax.config.update("jax_enable_x64", True)
     from jaxprop import get_model
-    from jaxprop.train import data_mesh, train
+    from jaxprop.train import data_mesh, max_relative_difference, train
 
     assert len(jax.devices()) == 4, jax.devices()
     model = get_model("tanh-softmax")

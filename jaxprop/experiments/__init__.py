@@ -32,7 +32,7 @@ from jaxprop.experiments import data as datasets
 from jaxprop.experiments.data import Dataset
 from jaxprop.model import Model
 from jaxprop.models import seed000, seed001, seed002, seed002_calculus, seed003
-from jaxprop.train import GRAD_SOURCES, data_mesh, max_relative_difference, train
+from jaxprop.train import GRAD_SOURCES, check_seed, data_mesh, max_relative_difference, train
 
 __all__ = [
     "EXPERIMENTS",
@@ -255,7 +255,8 @@ def _accuracy(out, Y) -> float:
 def loss_curve_max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     """``max_t |a_t − b_t| / |b_t|``: the largest relative difference between two loss curves."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
+    with np.errstate(invalid="ignore"):  # a diverged run's inf − inf: NaN, the honest answer
+        return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
 
 
 def run_experiment(
@@ -285,12 +286,15 @@ def run_experiment(
       experiment: a name in :data:`EXPERIMENTS` or an :class:`Experiment`.
       grad: ``"manual"``, ``"auto"`` or ``"both"``.
       optimizer, lr, steps: override the experiment's defaults.
-      batch_size: examples per step; ``None`` for the full batch; ``"default"``: the
-        experiment's.
-      seed: the seed of the initial parameters and the batch order (the data are fixed).
+      batch_size: examples per step, at most the number of training examples; ``None`` for the
+        full batch; ``"default"``: the experiment's (the full batch if that is larger than
+        ``data``).
+      seed: the seed of the initial parameters and the batch order (the data are fixed), in
+        0..2**32 − 1.
       dtype: ``"float64"`` or ``"float32"``.
       devices: run data-parallel over this many devices (``None``: the default device only).
-      out: a directory for ``metrics.json``, ``loss_curve.png`` and the experiment's plot.
+      out: a directory for ``metrics.json``, ``loss_curve.png`` and the experiment's plot,
+        created (and checked to be writable) before training.
       plots: write the PNGs (needs matplotlib).
       data: a data set to use instead of the experiment's (e.g. a small one in tests).
       progress: the progress bar (``None``: when stderr is a terminal).
@@ -310,9 +314,13 @@ def run_experiment(
     optimizer = optimizer or exp.optimizer
     lr = exp.lr if lr is None else lr
     steps = exp.steps if steps is None else steps
-    batch_size = exp.batch_size if batch_size == "default" else batch_size
+    default_batch = isinstance(batch_size, str) and batch_size == "default"
+    batch_size = exp.batch_size if default_batch else batch_size
     opt = make_optimizer(optimizer, lr)
+    seed = check_seed(seed)
     mesh = None if devices is None else data_mesh(devices)
+    if out is not None:
+        out = _output_dir(out)
 
     x64 = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
     with x64:
@@ -320,7 +328,12 @@ def run_experiment(
         ds = data if data is not None else exp.data()
         n_train = ds.x_train.shape[0]
         if batch_size is not None and batch_size > n_train:
-            batch_size = n_train
+            if not default_batch:
+                raise ValueError(
+                    f"batch size {batch_size} is larger than the {n_train} training examples of "
+                    f"{exp.name}"
+                )
+            batch_size = n_train  # the experiment's default on a smaller data set: full batch
         model = exp.model()
         x, Y = jnp.asarray(ds.x_train, dt), jnp.asarray(ds.Y_train, dt)
         params0 = exp.init_params(model, jax.random.key(seed), dt)
@@ -333,8 +346,11 @@ def run_experiment(
                            batch_size=batch_size, seed=seed, mesh=mesh, progress=progress,
                            description=f"{exp.name} ({source})")  # fmt: skip
             results[source] = result
+            nonfinite = np.flatnonzero(~np.isfinite(result.losses))
             run = {
                 "losses": [float(v) for v in result.losses],
+                # The first step whose loss is NaN or infinite (the run diverged), else None.
+                "nonfinite_loss_step": int(nonfinite[0]) if nonfinite.size else None,
                 "final_loss": float(full_loss(result.params, x, Y)),
                 "wall_time_s": result.wall_time_s,
             }
@@ -382,13 +398,29 @@ def run_experiment(
         metrics["runs"] = runs
 
         if out is not None:
-            out = pathlib.Path(out)
             if plots:
                 _write_plots(exp, model, ds, results, out, forward, dt, metrics)
             from jaxprop.experiments.output import atomic_write_json
 
             atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _output_dir(out: str | os.PathLike) -> pathlib.Path:
+    """``out`` as a directory that exists and is writable (created if need be), checked before
+    training so that a bad path fails at once, not after the run."""
+    if os.fspath(out) == "":
+        raise ValueError("out is empty: expected a directory")
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the output directory {str(out)!r}: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"the output directory {str(out)!r} is not writable")
+    return out
 
 
 def _write_plots(exp, model, ds, results, out, forward, dt, metrics) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -56,8 +57,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, payload) -> None:
-    """Writes ``payload`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
+    """Writes ``payload`` as indented standard JSON, atomically; a NaN or infinite float (a
+    diverged run) is written as ``null``, since JSON has no such numbers and most readers reject
+    the ``NaN``/``Infinity`` that :func:`json.dumps` would write."""
+    text = json.dumps(_finite_or_none(payload), indent=1, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def _finite_or_none(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def pyplot():
