@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxprop.losses import Loss
 
@@ -304,16 +305,70 @@ def check_param_shapes(
     return sizes
 
 
-def check_input(x: Array, width: int, model: str, dtype=None, what: str = "x") -> None:
-    """Raises ``ValueError`` unless ``x`` is a batch of rows of the given width (and, when
-    ``dtype`` is given, of the parameters' dtype)."""
-    if jnp.ndim(x) != 2 or jnp.shape(x)[1] != width:
+def check_input(
+    x: Array, width: int, model: str, dtype=None, what: str = "x", allow_empty: bool = False
+) -> None:
+    """Raises unless ``x`` is an array holding a batch of rows of the given width.
+
+    Args:
+      x: the input, shape (batch, width).
+      width: the width each row must have.
+      model: the model's name, for the message.
+      dtype: when given, the dtype ``x`` must have (the parameters').
+      what: the input's name, for the message.
+      allow_empty: accept a batch of no rows (a loss that sums over the batch); a batch MEAN
+        over no rows is NaN, so by default an empty batch is an error.
+
+    Raises:
+      TypeError: ``x`` is not a JAX or NumPy array (a list, say).
+      ValueError: naming the shape (or dtype) ``x`` has and the one expected.
+    """
+    if not isinstance(x, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"{model}: input {what} is a {type(x).__name__}; expected an array of shape "
+            f"(batch, {width}) (convert it with jnp.asarray)"
+        )
+    if x.ndim != 2 or x.shape[1] != width:
         raise ValueError(
-            f"{model}: input {what} has shape {jnp.shape(x)}; expected (batch, {width}), "
+            f"{model}: input {what} has shape {x.shape}; expected (batch, {width}), "
             f"one row of width {width} per example"
+        )
+    if not allow_empty and x.shape[0] == 0:
+        raise ValueError(
+            f"{model}: input {what} has shape {x.shape}, no examples; the loss is a mean "
+            "over the batch and needs at least one row"
         )
     if dtype is not None and _dtype(x) != _dtype(dtype):
         raise ValueError(
             f"{model}: input {what} has dtype {_dtype(x)} but the parameters are "
             f"{_dtype(dtype)}: cast {what} with {what}.astype({_dtype(dtype).name!r})"
         )
+
+
+def check_batch_size(model: str, batch) -> None:
+    """Raises ``ValueError`` unless ``batch`` (a number of examples to draw) is a positive int."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"{model}: batch must be a positive integer, got {batch!r}")
+
+
+def check_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
+    """The sizes as Python ints after checking each is a positive integer and dtype is floating.
+
+    Raises:
+      ValueError: naming the model, the sizes and the bad entry (a float such as 2.5 would
+        otherwise be truncated to 2), or the dtype.
+    """
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise ValueError(f"{model}: {what} must be a sequence of sizes, got {sizes!r}")
+    sizes = tuple(sizes)
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(
+                f"{model}: {what} {sizes}: every size must be a positive integer, got {n!r}"
+            )
+    if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+        raise ValueError(
+            f"{model}: dtype {jnp.dtype(dtype).name} is not floating-point; the parameters are "
+            "differentiated (e.g. dtype=jnp.float32)"
+        )
+    return tuple(int(n) for n in sizes)

@@ -71,3 +71,20 @@ def test_unknown_model():
 def test_registering_a_second_model_under_a_taken_name():
     with pytest.raises(ValueError, match="already registered"):
         jaxprop.register(seed001.tanh_softmax())
+
+
+MODEL_NAMES = [n for n in jaxprop.model_names() if isinstance(jaxprop.get_model(n), jaxprop.Model)]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_no_rows_a_list_or_a_batch_size_of_zero_is_a_clear_error(name):
+    # Every built-in loss is a batch mean: over no rows it would be NaN, not an answer.
+    model = jaxprop.get_model(name)
+    params = model.init(jax.random.key(0), dtype=jnp.float64)
+    x, Y = model.sample(jax.random.key(1), params, 2)
+    with pytest.raises(ValueError, match=r"has shape \(0, \d+\), no examples"):
+        model.loss(params, x[:0], Y[:0])
+    with pytest.raises(TypeError, match=r"input (x|Phi) is a list; expected an array"):
+        model.grad(params, x.tolist(), Y)
+    with pytest.raises(ValueError, match="batch must be a positive integer, got 0"):
+        model.sample(jax.random.key(1), params, 0)

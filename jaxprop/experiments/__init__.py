@@ -437,11 +437,12 @@ def _write_plots(exp, model, ds, results, out, forward, dt, metrics) -> None:
             logits = forward(params, jnp.asarray(points, dt))
             return jax.nn.softmax(logits, axis=-1)[:, 1]
 
-        acc = metrics.get("final_train_accuracy", float("nan"))
+        title = f"{exp.name}: training accuracy {metrics.get('final_train_accuracy', 0.0):.1%}"
+        if "test_accuracy" in metrics:
+            title += f", test accuracy {metrics['test_accuracy']:.1%}"
         output.plot_decision_boundary(
-            out / "decision_boundary.png", proba, ds.x_train, np.argmax(ds.Y_train, -1),
-            f"{exp.name}: training accuracy {acc:.1%}",
-        )  # fmt: skip
+            out / "decision_boundary.png", proba, ds.x_train, np.argmax(ds.Y_train, -1), title
+        )
     elif exp.plot == "fit":
         grid = jnp.asarray(ds.x_test, dt)
         preds = {s: np.asarray(forward(r.params, grid)) for s, r in results.items()}

@@ -43,30 +43,42 @@ def _one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
     return np.eye(classes)[labels]
 
 
-def two_moons(n: int = 400, noise: float = 0.15, seed: int = 0) -> Dataset:
+def two_moons(n: int = 400, noise: float = 0.15, seed: int = 0, n_test: int = 400) -> Dataset:
     """Two interleaved half-moons in the plane with Gaussian noise, two classes.
 
     Class 0 lies on the upper half of the unit circle, class 1 on a lower half circle shifted to
     (1, 0.5); each point gets N(0, noise²) added to both coordinates. The classes alternate, so
-    every class has n/2 examples (n must be even).
+    every class has n/2 examples (n must be even). The test split is ``n_test`` further points
+    drawn the same way after the training points (so the training set does not depend on it).
 
     Args:
-      n: the number of points, even.
+      n: the number of training points, even.
       noise: the standard deviation of the noise.
       seed: the NumPy seed.
+      n_test: the number of held-out test points, even (0: no test split).
 
     Returns:
-      A :class:`Dataset` with x of shape (n, 2) and one-hot Y of shape (n, 2), no test split.
+      A :class:`Dataset` with x of shape (n, 2) and one-hot Y of shape (n, 2), and a test split
+      of shape (n_test, 2).
     """
     if n < 2 or n % 2:
         raise ValueError(f"n must be a positive even number, got {n}")
+    if n_test < 0 or n_test % 2:
+        raise ValueError(f"n_test must be a non-negative even number, got {n_test}")
     rng = np.random.default_rng(seed)
+    x, Y = _moons(rng, n, noise)
+    if not n_test:
+        return Dataset(x, Y, classes=2)
+    return Dataset(x, Y, *_moons(rng, n_test, noise), classes=2)
+
+
+def _moons(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     labels = np.arange(n) % 2
     t = rng.uniform(0.0, np.pi, n)
     upper = np.stack([np.cos(t), np.sin(t)], axis=1)
     lower = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
     x = np.where(labels[:, None] == 0, upper, lower) + noise * rng.standard_normal((n, 2))
-    return Dataset(x, _one_hot(labels, 2), classes=2)
+    return x, _one_hot(labels, 2)
 
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:

@@ -121,7 +121,8 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
     ax.grid(alpha=0.3)
     if both:
         (a, la), (b, lb) = curves.items()
-        rel = np.abs(np.asarray(la) - np.asarray(lb)) / np.maximum(np.abs(lb), 1e-300)
+        with np.errstate(invalid="ignore", over="ignore"):  # a diverged run's inf − inf
+            rel = np.abs(np.asarray(la) - np.asarray(lb)) / np.maximum(np.abs(lb), 1e-300)
         ax2 = axes[1, 0]
         ax2.plot(np.arange(1, len(rel) + 1), np.maximum(rel, 1e-18), color="C3", lw=0.8)
         ax2.set_yscale("log")

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from jaxprop.activations import Activation, get_activation
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_input, check_param_shapes, tap
+from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, tap
 
 __all__ = ["NODES", "SOURCE", "models", "two_layer_mse"]
 
@@ -117,6 +117,7 @@ def two_layer_mse(f: str | Activation = "tanh", g: str | Activation = "sigmoid")
 
     def sample(key, params, batch: int):
         sizes = check_param_shapes(params, _SHAPES, _NAME)
+        check_batch_size(_NAME, batch)
         kx, ky = jax.random.split(key)
         dtype = params["W"].dtype
         x = jax.random.normal(kx, (batch, sizes["n_in"]), dtype)

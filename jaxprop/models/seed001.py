@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from jaxprop.activations import ACTIVATIONS
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_input, check_param_shapes, tap
+from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, tap
 
 __all__ = ["NODES", "SOURCE", "models", "tanh_softmax"]
 
@@ -98,6 +98,7 @@ def backward(params, x, saved, Y):
 def sample(key, params, batch: int):
     """Random inputs x ~ N(0, 1) of shape (B, n_in) and one-hot labels Y of shape (B, n_out)."""
     sizes = check_param_shapes(params, _SHAPES, _NAME)
+    check_batch_size(_NAME, batch)
     kx, ky = jax.random.split(key)
     dtype = params["W1"].dtype
     x = jax.random.normal(kx, (batch, sizes["n_in"]), dtype)

@@ -38,11 +38,10 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxprop.activations import Activation, get_activation
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_input, tap
+from jaxprop.model import Model, check_batch_size, check_input, check_sizes, tap
 
 __all__ = ["DEFAULT_SIZES", "SOURCE", "k_layer", "layer_sizes", "node_names"]
 
@@ -99,44 +98,6 @@ def layer_sizes(params: Sequence[Mapping[str, jax.Array]]) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _init_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
-    """The sizes as Python ints after checking each is a positive integer and dtype is floating.
-
-    Raises:
-      ValueError: naming the model, the sizes and the bad entry (a float such as 2.5 used to be
-        truncated to 2), or the dtype.
-    """
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-        raise ValueError(f"{model}: {what} must be a sequence of sizes, got {sizes!r}")
-    sizes = tuple(sizes)
-    for n in sizes:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(
-                f"{model}: {what} {sizes}: every size must be a positive integer, got {n!r}"
-            )
-    if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
-        raise ValueError(
-            f"{model}: dtype {jnp.dtype(dtype).name} is not floating-point; the parameters are "
-            "differentiated (e.g. dtype=jnp.float32)"
-        )
-    return tuple(int(n) for n in sizes)
-
-
-def _check_batch(model: str, batch, what: str = "x") -> None:
-    """ValueError unless ``batch`` (an int, or the row count of an input) is at least 1: the loss
-    is a mean over the batch, NaN over zero examples."""
-    if hasattr(batch, "shape"):
-        n = batch.shape[0] if len(batch.shape) else None
-        if n == 0:
-            raise ValueError(
-                f"{model}: input {what} has shape {batch.shape}, no examples; the loss is a mean "
-                "over the batch and needs at least one row"
-            )
-        return
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"{model}: batch must be a positive integer, got {batch!r}")
-
-
 def _activations(activations: str | Activation | Sequence[str | Activation], K: int | None):
     """One Activation per layer; a single name applies to every layer."""
     if isinstance(activations, (str, Activation)):
@@ -181,7 +142,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
 
     def init(key, sizes: Sequence[int] = DEFAULT_SIZES, dtype=jnp.float32):
         """Parameters [{A, b}] for sizes (n_0, …, n_K): A_i ~ N(0, 1/n_i), zero biases."""
-        sizes = _init_sizes(_NAME, "sizes", sizes, dtype)
+        sizes = check_sizes(_NAME, "sizes", sizes, dtype)
         if len(sizes) < 2:
             raise ValueError(
                 f"{_NAME}: sizes {sizes} must list n_0, ..., n_K (K >= 1), each at least 1"
@@ -204,7 +165,6 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
         sizes = layer_sizes(params)
         acts = acts_for(len(sizes) - 1)
         check_input(x, sizes[0], _NAME)
-        _check_batch(_NAME, x)
         f = x  # f_0 := x (5.112)
         saved = {}
         for i, (layer, act) in enumerate(zip(params, acts, strict=True), start=1):
@@ -243,7 +203,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
 
     def sample(key, params, batch: int):
         sizes = layer_sizes(params)
-        _check_batch(_NAME, batch)
+        check_batch_size(_NAME, batch)
         kx, ky = jax.random.split(key)
         dtype = params[0]["A"].dtype
         x = jax.random.normal(kx, (batch, sizes[0]), dtype)

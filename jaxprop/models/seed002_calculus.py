@@ -31,8 +31,7 @@ import numpy as np
 from jaxprop.check import GradReport, LeafReport, _compare, check_grads, check_jacobian, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_input, check_param_shapes, tap
-from jaxprop.models.seed002 import _check_batch, _init_sizes
+from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, check_sizes, tap
 
 __all__ = [
     "SOURCE_DA_DX",
@@ -191,7 +190,7 @@ _squared_error = LOSSES["squared_error"]
 def _ls_init(key, D: int = 3, dtype=jnp.float32):
     """Parameters {"theta": (D,)}, standard normal; ValueError unless D is a positive integer and
     dtype floating."""
-    (D,) = _init_sizes(_LS_NAME, "D", (D,), dtype)
+    (D,) = check_sizes(_LS_NAME, "D", (D,), dtype)
     return {"theta": jax.random.normal(key, (D,), dtype)}
 
 
@@ -199,7 +198,6 @@ def _ls_forward(params, x, taps=None):
     """ŷ = Φθ (5.75), x = Φ of shape (N, D): returns ŷ of shape (N,)."""
     D = check_param_shapes(params, {"theta": ("D",)}, _LS_NAME)["D"]
     check_input(x, D, _LS_NAME, what="Phi")
-    _check_batch(_LS_NAME, x, what="Phi")
     y_hat = tap(taps, "y_hat", x @ params["theta"])  # Φθ (5.75), (5.77)
     return y_hat, {"y_hat": y_hat}
 
@@ -216,7 +214,7 @@ def _ls_backward(params, x, saved, Y):
 
 def _ls_sample(key, params, batch: int):
     D = check_param_shapes(params, {"theta": ("D",)}, _LS_NAME)["D"]
-    _check_batch(_LS_NAME, batch)
+    check_batch_size(_LS_NAME, batch)
     kx, ky = jax.random.split(key)
     dtype = params["theta"].dtype
     return (jax.random.normal(kx, (batch, D), dtype), jax.random.normal(ky, (batch,), dtype))

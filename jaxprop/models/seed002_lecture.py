@@ -53,8 +53,7 @@ from jaxprop.activations import ACTIVATIONS
 from jaxprop.check import GradReport, LeafReport, _compare, check_grads, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_input, check_param_shapes, tap
-from jaxprop.models.seed002 import _check_batch, _init_sizes
+from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, check_sizes, tap
 from jaxprop.models.seed002_calculus import df_dA
 
 __all__ = [
@@ -86,7 +85,7 @@ def init(key, n0: int = 3, n1: int = 5, n2: int = 2, dtype=jnp.float32):
     Raises:
       ValueError: for a size that is not a positive integer, or a dtype that is not floating.
     """
-    n0, n1, n2 = _init_sizes("two-layer-sigmoid", "sizes (n0, n1, n2)", (n0, n1, n2), dtype)
+    n0, n1, n2 = check_sizes("two-layer-sigmoid", "sizes (n0, n1, n2)", (n0, n1, n2), dtype)
     k0, k1 = jax.random.split(key)
     return {
         "A0": jax.random.normal(k0, (n1, n0), dtype) / math.sqrt(n0),
@@ -107,9 +106,9 @@ def _forward_one(params, f0, taps):
 
 def _make_forward(name, mean: bool = True):
     def forward(params, x, taps=None):
-        check_input(x, check_param_shapes(params, _SHAPES, name)["n0"], name)
-        if mean:  # the models' loss is a batch mean; the total cost is a sum, 0 over no rows
-            _check_batch(name, x)
+        # The models' loss is a batch mean, NaN over no rows; the total cost is a sum, 0 there.
+        n0 = check_param_shapes(params, _SHAPES, name)["n0"]
+        check_input(x, n0, name, allow_empty=not mean)
         return jax.vmap(_forward_one, in_axes=(None, 0, 0))(params, x, taps)
 
     return forward
@@ -240,7 +239,7 @@ def _make_model(name, backward_batch):
 
     def sample(key, params, batch: int):
         sizes = check_param_shapes(params, _SHAPES, name)
-        _check_batch(name, batch)
+        check_batch_size(name, batch)
         kx, ky = jax.random.split(key)
         dtype = params["A0"].dtype
         x = jax.random.normal(kx, (batch, sizes["n0"]), dtype)

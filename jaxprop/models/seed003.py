@@ -66,11 +66,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxprop.activations import Activation, get_activation
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_input, tap
+from jaxprop.model import Model, check_batch_size, check_input, check_sizes, tap
 
 __all__ = ["BACKWARDS", "SOURCE", "neuron_net", "node_names"]
 
@@ -87,44 +86,6 @@ def node_names(depth: int) -> tuple[str, ...]:
     ('in1', 'out1', 'in2', 'out2')
     """
     return tuple(f"{kind}{l}" for l in range(1, depth + 1) for kind in ("in", "out"))
-
-
-def _init_sizes(model: str, what: str, sizes, dtype) -> tuple[int, ...]:
-    """The sizes as Python ints after checking each is a positive integer and dtype is floating.
-
-    Raises:
-      ValueError: naming the model, the sizes and the bad entry (a float such as 2.5 used to be
-        truncated to 2), or the dtype.
-    """
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-        raise ValueError(f"{model}: {what} must be a sequence of sizes, got {sizes!r}")
-    sizes = tuple(sizes)
-    for n in sizes:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(
-                f"{model}: {what} {sizes}: every size must be a positive integer, got {n!r}"
-            )
-    if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
-        raise ValueError(
-            f"{model}: dtype {jnp.dtype(dtype).name} is not floating-point; the parameters are "
-            "differentiated (e.g. dtype=jnp.float32)"
-        )
-    return tuple(int(n) for n in sizes)
-
-
-def _check_batch(model: str, batch, what: str = "x") -> None:
-    """ValueError unless ``batch`` (an int, or the row count of an input) is at least 1: the loss
-    is a mean over the batch, NaN over zero examples."""
-    if hasattr(batch, "shape"):
-        n = batch.shape[0] if len(batch.shape) else None
-        if n == 0:
-            raise ValueError(
-                f"{model}: input {what} has shape {batch.shape}, no examples; the loss is a mean "
-                "over the batch and needs at least one row"
-            )
-        return
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"{model}: batch must be a positive integer, got {batch!r}")
 
 
 def _activations(activations, depth: int, name: str) -> tuple[Activation, ...]:
@@ -330,7 +291,7 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
         """Weights w_jk ~ N(0, 1/n_{l−1}), one (n_{l−1}, n_l) matrix per layer; no biases."""
         if sizes is _DEFAULT_SIZES and fixed_depth is not None:
             sizes = (4,) + (8,) * (fixed_depth - 1) + (3,)
-        sizes = _init_sizes(name, "sizes", sizes, dtype)
+        sizes = check_sizes(name, "sizes", sizes, dtype)
         if len(sizes) < 2:
             raise ValueError(f"{name}: sizes {sizes}; expected at least two positive widths")
         _activations(activations, len(sizes) - 1, name)
@@ -345,7 +306,6 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
         sizes = _check_weights(params, name)
         acts = _activations(activations, len(params), name)
         check_input(x, sizes[0], name)
-        _check_batch(name, x)
         out, saved = x, {}
         for l, (w, f) in enumerate(zip(params, acts, strict=True), start=1):
             # in_k = Σ_j w_jk · out_j for every k and example (003 [2]).
@@ -362,7 +322,7 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
     def sample(key, params, batch: int):
         """x ~ N(0, 1) of shape (B, n_0) and labels y ~ U(0, 1) of shape (B, n_L)."""
         sizes = _check_weights(params, name)
-        _check_batch(name, batch)
+        check_batch_size(name, batch)
         kx, ky = jax.random.split(key)
         dtype = params[0].dtype
         x = jax.random.normal(kx, (batch, sizes[0]), dtype)
