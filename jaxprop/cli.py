@@ -10,6 +10,13 @@ carries it under ``"nodes"`` per model.
 hand-derived gradient, ``jax.grad``, or both from the same start, and writes ``metrics.json`` and
 the plots to ``--out``; exit status 0, 1 when training diverged (a NaN or infinite loss; the
 outputs are still written, with ``null`` for the non-finite numbers), or 2 for bad options.
+
+``jaxprop errata`` shows each slip of the source documents failing at its node: for every formula
+recorded in docs/errata.md it runs the as-printed backward variant and the corrected one of
+:mod:`jaxprop.errata` through the node and gradient checks (float64) and prints one row per slip
+(document, equation, as printed, corrected, the node or leaf where the as-printed variant fails,
+its error, whether the corrected form passes); ``--json`` for the same as JSON, ``--doc`` to pick
+documents. Exit status 0 when every slip behaves as recorded, 1 otherwise, 2 for bad options.
 """
 
 from __future__ import annotations
@@ -271,6 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", metavar="DIR", type=_directory, default="bench",
                        help="where to write bench.json, bench.txt, bench.png")  # fmt: skip
     bench.set_defaults(run=_bench)
+
+    errata = sub.add_parser(
+        "errata",
+        help="show each slip of the source documents failing at its node",
+        description="Run each as-printed backward variant of the source documents' formulas and "
+        "its correction through the node and gradient checks (float64): the as-printed variant "
+        "must fail at the node (or leaf) the formula computes, the corrected one must pass.",
+    )
+    errata.add_argument("--doc", action="append", choices=["000", "001", "002", "003"],
+                        help="only this document's slips (repeatable; default: all)")  # fmt: skip
+    errata.add_argument("--json", action="store_true", help="print the result as JSON")
+    errata.set_defaults(run=_errata)
     return parser
 
 
@@ -295,6 +314,21 @@ def _bench(args: argparse.Namespace) -> int:
     print(format_table(result))
     print(f"wrote {args.out}/bench.json, bench.txt, bench.png")
     return 0
+
+
+def _errata(args: argparse.Namespace) -> int:
+    from jaxprop import errata  # imported here: ``import jaxprop`` stays free of it
+
+    results = errata.run(docs=args.doc)
+    ok = all(r.as_expected for r in results)
+    if args.json:
+        json.dump({"ok": ok, "slips": errata.entries(results)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(errata.format_table(results))
+        behaving = sum(r.as_expected for r in results)
+        print(f"{behaving} of {len(results)} slips behave as recorded in docs/errata.md (float64)")
+    return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
