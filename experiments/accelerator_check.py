@@ -30,14 +30,14 @@ def main(argv=None) -> int:
         print("no accelerator found: the checks below run on the CPU")
 
     from jaxprop import REGISTRY
+    from jaxprop._io import atomic_write_bytes
     from jaxprop.bench import run_bench, write_report
 
     reports = [entry.check(seed=0, dtype="float64", jit=True) for entry in REGISTRY.values()]
     for r in reports:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}  failing: {', '.join(r.failing) or '-'}")
-    (args.out / "verify.json").write_text(
-        json.dumps({"devices": [str(d) for d in devices], "models": [r.to_dict() for r in reports]})
-    )
+    payload = {"devices": [str(d) for d in devices], "models": [r.to_dict() for r in reports]}
+    atomic_write_bytes(args.out / "verify.json", json.dumps(payload).encode())
     result = run_bench(repeats=args.repeats, progress=lambda name: print(f"bench: {name}"))
     write_report(result, args.out)
     return 0 if all(reports) else 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pathlib
 import platform
 from collections.abc import Callable
 
@@ -21,7 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprop._io import atomic_write_bytes, atomic_write_json, pyplot, save_figure
+from jaxprop.models import get_model, seed002
 from jaxprop.timing import compile_time, time_side_by_side
+from jaxprop.verify import random_point
 
 __all__ = ["matmul_peak_gflops", "run_bench", "xla_flops"]
 
@@ -117,8 +121,6 @@ def _to_numpy(tree):
 
 
 def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
-    from jaxprop.verify import random_point
-
     model = case.model
     params, x, Y = random_point(model, jax.random.key(0), case.batch, **case.sizes)
     params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float32), (params, x, Y))
@@ -191,14 +193,17 @@ def _numpy_k_layer(activations):
 def default_grad_cases() -> list[GradCase]:
     """The issue's cases: seed 001 at batch 200 and 4,096; a digits-size network 64-256-256-10 at
     batch 512 and a 1024-1024-1024-1024 network at batch 1,024 (seed 002's K-layer network, ReLU
-    hidden layers, identity output); seed 003's per-neuron and per-layer forms at 64-256-256-10."""
-    from jaxprop.models import seed001, seed002, seed003
+    hidden layers, identity output); seed 003's per-neuron and per-layer forms at 64-256-256-10.
 
-    tanh_softmax = seed001.tanh_softmax()
+    The models are the registered ones (:func:`jaxprop.get_model`), but for the K-layer network:
+    the registered ``k-layer`` has a sigmoid at every layer and a K-layer network's activations are
+    fixed when it is built (its init takes only the sizes), so the ReLU network comes from seed
+    002's factory."""
+    tanh_softmax = get_model("tanh-softmax")
     s001 = {"n_in": 2, "n_hidden": 500, "n_out": 2}
     relu3 = ("relu", "relu", "identity")
     k_layer = seed002.k_layer(relu3)
-    sig3 = ("sigmoid",) * 3
+    sig3 = ("sigmoid",) * 3  # the registered neuron nets' activation, at each of the 3 layers
     return [
         GradCase("seed001 2-500-2 b200", tanh_softmax, s001, 200, numpy_grad_tanh_softmax),
         GradCase("seed001 2-500-2 b4096", tanh_softmax, s001, 4096, numpy_grad_tanh_softmax),
@@ -210,11 +215,11 @@ def default_grad_cases() -> list[GradCase]:
             "seed002 1024x4 b1024", k_layer, {"sizes": (1024,) * 4}, 1024, _numpy_k_layer(relu3)
         ),
         GradCase(
-            "seed003 per-layer 64-256-256-10 b512", seed003.neuron_net(sig3, "per-layer"),
+            "seed003 per-layer 64-256-256-10 b512", get_model("neuron-delta-per-layer"),
             {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
         ),
         GradCase(
-            "seed003 per-neuron 64-256-256-10 b512", seed003.neuron_net(sig3, "per-neuron"),
+            "seed003 per-neuron 64-256-256-10 b512", get_model("neuron-delta-per-neuron"),
             {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
         ),
     ]  # fmt: skip
@@ -225,7 +230,6 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
     import optax
 
     from jaxprop.train import make_value_and_grad, train
-    from jaxprop.verify import random_point
 
     params, x, Y = random_point(model, jax.random.key(0), batch, **sizes)
     params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float32), (params, x, Y))
@@ -316,14 +320,12 @@ def run_bench(
             progress(case.name)
         results.append(_grad_case(case, repeats, peak))
     if train_steps:
-        from jaxprop.models import seed001
-
         name = f"train seed001 2-500-2 b200, {train_steps} SGD steps"
         if progress:
             progress(name)
         sizes = {"n_in": 2, "n_hidden": 500, "n_out": 2}
         results.append(
-            _train_case(name, seed001.tanh_softmax(), sizes, 200, numpy_grad_tanh_softmax,
+            _train_case(name, get_model("tanh-softmax"), sizes, 200, numpy_grad_tanh_softmax,
                         train_steps, 0.1, max(3, repeats // 6))
         )  # fmt: skip
     return {
@@ -394,8 +396,6 @@ def format_table(result: dict) -> str:
 def plot(result: dict, path) -> None:
     """Speed of each implementation relative to the hand-derived gradient (higher: slower than
     the hand gradient), one group of bars per case, log scale."""
-    from jaxprop.experiments.output import pyplot, save_figure
-
     plt = pyplot()
     cases = result["cases"]
     pairs = [("auto_jit", "auto_scan", "jax.grad"), ("numpy", "numpy_loop", "NumPy"),
@@ -425,10 +425,6 @@ def plot(result: dict, path) -> None:
 
 def write_report(result: dict, out_dir) -> None:
     """Writes ``bench.json``, ``bench.txt`` (the table) and ``bench.png`` to ``out_dir``."""
-    import pathlib
-
-    from jaxprop.experiments.output import atomic_write_bytes, atomic_write_json
-
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "bench.json", result)

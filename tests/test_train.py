@@ -280,7 +280,7 @@ def test_cli_bad_options_exit_2_with_one_error_line(argv, capsys):
 def test_cli_bad_values_exit_2_before_training(tmp_path, capsys, monkeypatch, options, message):
     (tmp_path / "file").write_text("not a directory")
     options = [o.replace("{tmp}", str(tmp_path)) for o in options]
-    monkeypatch.setattr("jaxprop.experiments.train", None)  # training must not start
+    monkeypatch.setattr("jaxprop.experiments.driver.train", None)  # training must not start
     argv = ["train", "moons", "--steps", "1", "--out", str(tmp_path / "run"), *options]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,93 +1,15 @@
-"""Atomic file output and the experiments' plots (matplotlib, imported lazily, Agg backend).
-
-Every file is written to a temporary file in the same directory and moved into place with
-:func:`os.replace`, so an interrupted run leaves either the old file or the new one, never half
-of one.
-
->>> import json, pathlib, tempfile
->>> from jaxprop.experiments.output import atomic_write_json
->>> path = pathlib.Path(tempfile.mkdtemp()) / "m.json"
->>> atomic_write_json(path, {"final_loss": 0.5})
->>> json.loads(path.read_text())
-{'final_loss': 0.5}
-"""
+"""The experiments' figures: loss curves, a decision boundary, a 1-D fit (matplotlib, imported
+lazily through :func:`jaxprop._io.pyplot`, Agg backend; every PNG is written atomically)."""
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import os
-import pathlib
-import tempfile
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = [
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "plot_decision_boundary",
-    "plot_fit",
-    "plot_loss_curves",
-]
+from jaxprop._io import pyplot, save_figure
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same directory."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a new file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, payload) -> None:
-    """Writes ``payload`` as indented standard JSON, atomically; a NaN or infinite float (a
-    diverged run) is written as ``null``, since JSON has no such numbers and most readers reject
-    the ``NaN``/``Infinity`` that :func:`json.dumps` would write."""
-    text = json.dumps(_finite_or_none(payload), indent=1, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
-
-
-def _finite_or_none(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_none(v) for v in value]
-    return value
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    pyplot().close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+__all__ = ["plot_decision_boundary", "plot_fit", "plot_loss_curves", "write_plots"]
 
 
 def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
@@ -179,3 +101,37 @@ def plot_fit(path, x_train, y_train, x_grid, y_grid, predictions: dict[str, np.n
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def write_plots(exp, ds, results, out, forward, dt, metrics) -> None:
+    """Writes ``loss_curve.png`` and the experiment's own figure (``exp.plot``) to ``out``.
+
+    Args:
+      exp: the :class:`~jaxprop.experiments.table.Experiment`.
+      ds: the data set it trained on.
+      results: per gradient source, the :class:`~jaxprop.train.TrainResult`.
+      out: the output directory (a :class:`pathlib.Path`).
+      forward: ``(params, x) -> output``, jitted.
+      dt: the dtype of the run.
+      metrics: the run's metrics (optimizer, lr, dtype and the final figures go in the titles).
+    """
+    title = f"{exp.name}: {metrics['optimizer']} lr={metrics['lr']:g}, {metrics['dtype']}"
+    plot_loss_curves(out / "loss_curve.png", {s: r.losses for s, r in results.items()}, title)
+    params = next(iter(results.values())).params
+    if exp.plot == "decision_boundary":
+
+        def proba(points):
+            logits = forward(params, jnp.asarray(points, dt))
+            return jax.nn.softmax(logits, axis=-1)[:, 1]
+
+        title = f"{exp.name}: training accuracy {metrics.get('final_train_accuracy', 0.0):.1%}"
+        if "test_accuracy" in metrics:
+            title += f", test accuracy {metrics['test_accuracy']:.1%}"
+        plot_decision_boundary(
+            out / "decision_boundary.png", proba, ds.x_train, np.argmax(ds.Y_train, -1), title
+        )
+    elif exp.plot == "fit":
+        grid = jnp.asarray(ds.x_test, dt)
+        preds = {s: np.asarray(forward(r.params, grid)) for s, r in results.items()}
+        plot_fit(out / "fit.png", ds.x_train, ds.Y_train, ds.x_test, ds.Y_test, preds,
+                 f"{exp.name}: final loss {metrics['final_loss']:.3g}")  # fmt: skip
