@@ -29,11 +29,11 @@ def main(argv=None) -> int:
     if jax.default_backend() == "cpu":
         print("no accelerator found: the checks below run on the CPU")
 
-    from jaxprop import REGISTRY
+    from jaxprop import REGISTRY, verify_entry
     from jaxprop._io import atomic_write_bytes
     from jaxprop.bench import run_bench, write_report
 
-    reports = [entry.check(seed=0, dtype="float64", jit=True) for entry in REGISTRY.values()]
+    reports = [verify_entry(e, seed=0, dtype="float64", jit=True) for e in REGISTRY.values()]
     for r in reports:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}  failing: {', '.join(r.failing) or '-'}")
     payload = {"devices": [str(d) for d in devices], "models": [r.to_dict() for r in reports]}

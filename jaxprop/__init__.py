@@ -7,21 +7,21 @@ the step of a hand backward pass that goes wrong.
 """
 
 from jaxprop.activations import ACTIVATIONS, Activation, get_activation
-from jaxprop.check import (
+from jaxprop.check import GradReport, LeafReport, check_grads, check_jacobian
+from jaxprop.core import (
     Comparison,
     GradientCheckError,
-    GradReport,
-    LeafReport,
-    check_grads,
-    check_jacobian,
+    Report,
+    compare,
     default_tolerances,
+    reference_scale,
 )
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES, Loss
-from jaxprop.model import Model, tap
+from jaxprop.model import Entry, Model, random_point, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
 from jaxprop.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
-from jaxprop.verify import verify_model
+from jaxprop.verify import verify_entry, verify_model
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "REGISTRY",
     "Activation",
     "Comparison",
+    "Entry",
     "Example",
     "GradReport",
     "GradientCheckError",
@@ -40,16 +41,21 @@ __all__ = [
     "ModelReport",
     "NodeReport",
     "NodeResult",
+    "Report",
     "__version__",
     "check_grads",
     "check_jacobian",
     "check_nodes",
+    "compare",
     "default_tolerances",
     "get_activation",
     "get_model",
     "model_names",
+    "random_point",
+    "reference_scale",
     "register",
     "tap",
     "true_adjoints",
+    "verify_entry",
     "verify_model",
 ]

@@ -40,16 +40,37 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from jaxprop.core import (
+    NOISE_ULPS,
+    Comparison,
+    GradientCheckError,
+    Record,
+    Report,
+    cast,
+    compare,
+    default_tolerances,
+    fd_noise,
+    finite_leaves_check,
+    format_rows,
+    json_float,
+    judge,
+    leaf_path,
+    paths,
+    peak_of,
+    precision,
+    sensitivity,
+    tolerances,
+)
 
 __all__ = [
     "Comparison",
@@ -64,64 +85,19 @@ __all__ = [
 
 PyTree = Any
 
-_TOLERANCES = {
-    # dtype: (rtol vs jax.grad, rtol vs finite differences)
-    "float64": (1e-10, 1e-6),
-    "float32": (1e-4, 1e-2),
-}
-
-
-class GradientCheckError(AssertionError):
-    """Raised by :meth:`GradReport.raise_if_failed`: a hand gradient disagrees with the truth."""
-
-
-def default_tolerances(dtype) -> tuple[float, float]:
-    """``(rtol vs jax.grad, rtol vs finite differences)`` for float64 or float32.
-
-    Raises:
-      ValueError: for any other dtype.
-    """
-    try:
-        name = jnp.dtype(dtype).name
-    except TypeError:
-        name = str(dtype)
-    if name not in _TOLERANCES:
-        raise ValueError(f"dtype must be one of {sorted(_TOLERANCES)}, got {name!r}")
-    return _TOLERANCES[name]
-
-
-def precision(dtype):
-    """The context a check in ``dtype`` runs in: 64-bit mode on for float64 (whatever the global
-    setting), nothing changed otherwise."""
-    return jax.enable_x64(True) if jnp.dtype(dtype) == jnp.float64 else contextlib.nullcontext()
-
 
 def _resolve(dtype, rtol, fd_rtol, fd_samples, seed=0):
-    """The dtype and the tolerances a check uses: the defaults of the dtype unless given."""
+    """The dtype and the tolerances a check uses (the core's policy), after checking ``seed`` and
+    ``fd_samples``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         # The finite-difference sample is drawn by NumPy, whose seeds are non-negative.
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    auto_rtol, default_fd_rtol = default_tolerances(dtype)
-    dtype = jnp.dtype(dtype)
+    default_tolerances(dtype)  # an unknown dtype is named before any other argument
     if isinstance(fd_samples, bool) or not isinstance(fd_samples, (int, np.integer)):
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     if fd_samples < 1:
         raise ValueError(f"fd_samples must be >= 1, got {fd_samples}")
-    rtol = auto_rtol if rtol is None else check_tolerance("rtol", rtol)
-    return dtype, rtol, default_fd_rtol if fd_rtol is None else check_tolerance("fd_rtol", fd_rtol)
-
-
-def check_tolerance(name: str, value) -> float:
-    """``value`` as a float, checked to be a positive finite number.
-
-    Raises:
-      ValueError: naming the argument otherwise (a negative tolerance would fail every leaf).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return tolerances(dtype, rtol, fd_rtol)
 
 
 def _require_functions(signature: str, **fns) -> None:
@@ -148,58 +124,8 @@ def _require_traceable(args: tuple) -> None:
                 )
 
 
-def leaf_path(path: Sequence[Any]) -> str:
-    """A readable name for a pytree key path: ``('layers', 0, 'A')`` becomes ``layers/0/A``."""
-    parts = []
-    for key in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts) if parts else "<root>"
-
-
 @dataclasses.dataclass(frozen=True)
-class Comparison:
-    """The hand gradient of one leaf against one reference.
-
-    Attributes:
-      reference: ``"jax.grad"`` or ``"finite differences"``.
-      max_abs: the largest absolute error.
-      max_rel: ``max_abs`` over the leaf's scale.
-      worst_index: the index of the element with the largest absolute error.
-      hand: the hand value at that element.
-      ref: the reference value at that element.
-      n_compared: how many elements were compared.
-      rtol: the tolerance ``max_rel`` was held to.
-    """
-
-    reference: str
-    max_abs: float
-    max_rel: float
-    worst_index: tuple[int, ...]
-    hand: float
-    ref: float
-    n_compared: int
-    rtol: float
-
-    @property
-    def ok(self) -> bool:
-        return bool(np.isfinite(self.max_rel) and self.max_rel <= self.rtol)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["worst_index"] = list(self.worst_index)
-        d["ok"] = self.ok
-        for k in ("max_abs", "max_rel", "hand", "ref"):
-            d[k] = _json_float(d[k])
-        return d
-
-
-@dataclasses.dataclass(frozen=True)
-class LeafReport:
+class LeafReport(Record):
     """One leaf of the gradient pytree.
 
     Attributes:
@@ -219,29 +145,9 @@ class LeafReport:
     vs_fd: Comparison | None = None
     problem: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return (
-            self.problem is None
-            and self.vs_auto is not None
-            and self.vs_auto.ok
-            and (self.vs_fd is None or self.vs_fd.ok)
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "ok": self.ok,
-            "problem": self.problem,
-            "vs_auto": None if self.vs_auto is None else self.vs_auto.to_dict(),
-            "vs_fd": None if self.vs_fd is None else self.vs_fd.to_dict(),
-        }
-
 
 @dataclasses.dataclass(frozen=True)
-class GradReport:
+class GradReport(Report):
     """The result of :func:`check_grads`: truthy when every leaf passes.
 
     Attributes:
@@ -253,40 +159,23 @@ class GradReport:
       source: an optional citation of what was checked.
     """
 
+    _entries: ClassVar[str] = "leaves"
+    _key: ClassVar[str] = "path"
+    _what: ClassVar[str] = "hand gradient"
+
     leaves: tuple[LeafReport, ...]
     dtype: str
     loss: float
     name: str | None = None
     source: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return all(leaf.ok for leaf in self.leaves)
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    @property
-    def failing(self) -> tuple[str, ...]:
-        """The paths of the leaves that fail, in order."""
-        return tuple(leaf.path for leaf in self.leaves if not leaf.ok)
-
-    def __getitem__(self, path: str) -> LeafReport:
-        for leaf in self.leaves:
-            if leaf.path == path:
-                return leaf
-        raise KeyError(f"no leaf {path!r}; leaves are {[leaf.path for leaf in self.leaves]}")
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict: name, source, ok, dtype, loss, failing, and every leaf's figures."""
+    def _header(self) -> dict:
         return {
             "name": self.name,
             "source": self.source,
             "ok": self.ok,
             "dtype": self.dtype,
-            "loss": _json_float(self.loss),
-            "failing": list(self.failing),
-            "leaves": [leaf.to_dict() for leaf in self.leaves],
+            "loss": json_float(self.loss),
         }
 
     def __str__(self) -> str:
@@ -294,21 +183,10 @@ class GradReport:
         head = f"{title}  [{self.dtype}]" + (f"  source: {self.source}" if self.source else "")
         return head + "\n" + format_table(self.leaves)
 
-    def raise_if_failed(self) -> GradReport:
-        """Returns the report if it passes.
-
-        Raises:
-          GradientCheckError: naming every failing leaf, with the table.
-        """
-        if not self.ok:
-            raise GradientCheckError(f"hand gradient is wrong at {', '.join(self.failing)}\n{self}")
-        return self
-
 
 def format_table(leaves: Sequence[LeafReport]) -> str:
     """The per-leaf table of a report, one line per leaf."""
-    header = ("leaf", "shape", "rel err vs jax.grad", "worst at", "rel err vs FD", "n FD", "")
-    rows = [header]
+    rows = [("leaf", "shape", "rel err vs jax.grad", "worst at", "rel err vs FD", "n FD", "")]
     for leaf in leaves:
         a, f = leaf.vs_auto, leaf.vs_fd
         status = "ok" if leaf.ok else ("FAIL: " + leaf.problem if leaf.problem else "FAIL")
@@ -323,27 +201,7 @@ def format_table(leaves: Sequence[LeafReport]) -> str:
                 status,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows
-    )
-
-
-def _json_float(v: float) -> float | str:
-    return float(v) if math.isfinite(v) else str(v)
-
-
-def _cast(tree: PyTree, dtype) -> PyTree:
-    """Casts the floating-point leaves of a pytree to ``dtype``; other leaves pass through."""
-
-    def cast(x):
-        if isinstance(x, (jax.Array, np.ndarray, float)) and jnp.issubdtype(
-            jnp.result_type(x), jnp.floating
-        ):
-            return jnp.asarray(x, dtype)
-        return x
-
-    return jax.tree.map(cast, tree)
+    return format_rows(rows)
 
 
 def _kind(leaf) -> Any:
@@ -352,37 +210,6 @@ def _kind(leaf) -> Any:
         return jnp.result_type(leaf)
     except TypeError:
         return type(leaf).__name__
-
-
-def _paths(tree: PyTree) -> dict[str, Any]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {leaf_path(p): leaf for p, leaf in leaves}
-
-
-def _compare(reference, hand, ref, scale, rtol, index_of=None) -> Comparison:
-    """Compares two flat float arrays of the same length; ``index_of`` maps a flat position to
-    the leaf's index."""
-    err = np.abs(hand - ref)
-    if err.size == 0:
-        # A leaf with no elements (shape (0,), say) has nothing to disagree on.
-        return Comparison(reference, 0.0, 0.0, (), 0.0, 0.0, 0, rtol)
-    if not np.all(np.isfinite(err)):
-        k = int(np.argmax(~np.isfinite(err)))
-        max_abs = max_rel = math.inf
-    else:
-        k = int(np.argmax(err))
-        max_abs = float(err[k])
-        max_rel = max_abs / scale
-    return Comparison(
-        reference=reference,
-        max_abs=max_abs,
-        max_rel=max_rel,
-        worst_index=index_of(k),
-        hand=float(hand[k]),
-        ref=float(ref[k]),
-        n_compared=int(err.size),
-        rtol=rtol,
-    )
 
 
 def check_grads(
@@ -448,8 +275,8 @@ def check_grads(
 
 
 def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed):
-    params, args = _cast(params, dtype), _cast(args, dtype)
-    param_leaves = _paths(params)
+    params, args = cast(params, dtype), cast(args, dtype)
+    param_leaves = paths(params)
     if not param_leaves:
         # An empty report would pass with nothing checked.
         raise ValueError(
@@ -466,9 +293,7 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
             f"parameters must be floating-point to be differentiated; not so at leaf "
             f"{', '.join(not_float)}"
         )
-    bad = [p for p, v in param_leaves.items() if not np.all(np.isfinite(np.asarray(v)))]
-    if bad:
-        raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
+    finite_leaves_check(params)
 
     if jit:
         _require_traceable(args)
@@ -488,51 +313,54 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
     loss = float(loss)
     if not math.isfinite(loss):
         raise ValueError(f"the loss is not finite at these parameters: {loss}")
-    auto = maybe_jit(jax.grad(loss_fn))(params, *args)
+    auto_fn = maybe_jit(jax.grad(loss_fn))
+    auto = auto_fn(params, *args)
     hand = maybe_jit(grad_fn)(params, *args)
 
-    auto_leaves, hand_leaves = _paths(auto), _paths(hand)
+    auto_leaves, hand_leaves = paths(auto), paths(hand)
     if (
         isinstance(hand, (tuple, list))
         and hand
         and set(hand_leaves) != set(auto_leaves)
-        and set(_paths(hand[0])) == set(auto_leaves)
+        and set(paths(hand[0])) == set(auto_leaves)
     ):
         # Otherwise every leaf reads as missing and again, prefixed with 0/, as in excess.
         raise ValueError(
             f"grad_fn returned a {type(hand).__name__} of {len(hand)} whose first element has the "
             "leaves of params; if it returns (grads, aux), check lambda *a: grad_fn(*a)[0]"
         )
-    scales = [float(np.max(np.abs(np.asarray(v)), initial=0.0)) for v in auto_leaves.values()]
-    floor = max(max(scales, default=0.0) * 1e-6, float(np.finfo(dtype).tiny))
+    peak = peak_of(auto_leaves.values())
+    # jax.grad's own uncertainty: the rounding of its inputs, propagated (the core's scale rule,
+    # item 3); it keeps the scale from vanishing at a minimum, where every true gradient is ~0.
+    eps = float(np.finfo(dtype).eps)
+    noise = {
+        p: NOISE_ULPS * eps * float(np.max(s, initial=0.0))
+        for p, s in paths(sensitivity(auto_fn, (params, *args), seed=seed)).items()
+    }
+    # A loss that is not finite beside the point (a kink of its domain) gives no noise estimate.
+    noise = {p: v if math.isfinite(v) else 0.0 for p, v in noise.items()}
 
     leaves: list[LeafReport] = []
     compared: list[tuple[str, np.ndarray, np.ndarray]] = []
     for path, a in auto_leaves.items():
         a = np.asarray(a)
-        meta = {"path": path, "shape": a.shape, "dtype": str(a.dtype)}
-        if path not in hand_leaves:
-            leaves.append(LeafReport(**meta, problem="missing from the hand gradient"))
-            continue
-        h = hand_leaves[path]
-        h_shape, h_dtype = jnp.shape(h), jnp.result_type(h) if h is not None else None
-        if h_shape != a.shape:
-            problem = f"hand gradient has shape {h_shape}, expected {a.shape}"
-            leaves.append(LeafReport(**meta, problem=problem))
-            continue
-        if h_dtype != a.dtype:
-            problem = f"hand gradient has dtype {h_dtype}, expected {a.dtype}"
-            leaves.append(LeafReport(**meta, problem=problem))
-            continue
-        h = np.asarray(h)
-        scale = max(float(np.max(np.abs(a), initial=0.0)), floor)
-        vs_auto = _compare(
-            "jax.grad", h.ravel(), a.ravel(), scale, rtol,
-            lambda k, s=a.shape: tuple(int(i) for i in np.unravel_index(k, s)) if s else (),
-        )  # fmt: skip
-        problem = None if np.all(np.isfinite(h)) else "hand gradient is not finite"
-        leaves.append(LeafReport(**meta, vs_auto=vs_auto, problem=problem))
-        compared.append((path, h, a))
+        vs_auto, problem = judge(
+            hand_leaves.get(path, None) if path in hand_leaves else None,
+            a,
+            what="hand gradient",
+            missing="missing from the hand gradient",
+            rtol=rtol,
+            dtype=dtype,
+            peak=peak,
+            noise=noise[path],
+        )
+        leaves.append(
+            LeafReport(
+                path=path, shape=a.shape, dtype=str(a.dtype), vs_auto=vs_auto, problem=problem
+            )
+        )
+        if vs_auto is not None:
+            compared.append((path, np.asarray(hand_leaves[path]), a))
     for path, h in hand_leaves.items():
         if path not in auto_leaves:
             leaves.append(
@@ -549,7 +377,7 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
             loss_fn, params, args, compared, fd_samples, seed, dtype, loss, jit
         )
         leaves = [
-            dataclasses.replace(leaf, vs_fd=_fd_comparison(fd_by_leaf[leaf.path], fd_rtol))
+            dataclasses.replace(leaf, vs_fd=_fd_comparison(fd_by_leaf[leaf.path], fd_rtol, dtype))
             if leaf.path in fd_by_leaf
             else leaf
             for leaf in leaves
@@ -561,7 +389,7 @@ def _finite_differences(loss_fn, params, args, compared, fd_samples, seed, dtype
     """Central differences at a sample of elements of every compared leaf."""
     flat, unravel = ravel_pytree(params)
     offsets, start = {}, 0
-    for path, leaf in _paths(params).items():
+    for path, leaf in paths(params).items():
         offsets[path] = start
         start += int(np.size(leaf))
     rng = np.random.default_rng(seed)
@@ -592,7 +420,7 @@ def _finite_differences(loss_fn, params, args, compared, fd_samples, seed, dtype
 
     run = jax.jit(all_central) if jit else all_central
     values = np.asarray(run(jnp.asarray(index), jnp.asarray(steps, dtype)))
-    noise = 10 * eps ** (2 / 3) * max(1.0, abs(loss))
+    noise = fd_noise(dtype, abs(loss))
     out, k = {}, 0
     for path, h, _ in compared:
         m = len(picks[path])
@@ -601,15 +429,17 @@ def _finite_differences(loss_fn, params, args, compared, fd_samples, seed, dtype
     return out
 
 
-def _fd_comparison(entry, fd_rtol) -> Comparison:
+def _fd_comparison(entry, fd_rtol, dtype) -> Comparison:
     hand, ref, picks, shape, noise = entry
-    # The scale is floored at the method's own noise over the tolerance: a leaf of tiny gradients
+    # The method's own noise floors the scale (the core's rule, item 3): a leaf of tiny gradients
     # is compared absolutely, at the precision finite differences can reach.
-    scale = max(float(np.max(np.abs(ref), initial=0.0)), noise / fd_rtol)
-    return _compare(
-        "finite differences", hand, ref, scale, fd_rtol,
-        lambda k: tuple(int(i) for i in np.unravel_index(picks[k], shape)) if shape else (),
-    )  # fmt: skip
+
+    def index_of(k: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(picks[k], shape)) if shape else ()
+
+    return compare(
+        "finite differences", hand, ref, rtol=fd_rtol, dtype=dtype, noise=noise, index_of=index_of
+    )
 
 
 def check_jacobian(
@@ -673,7 +503,7 @@ def check_jacobian(
                 f"primal must be one floating-point array, got dtype {primal.dtype}: "
                 f"cast it with primal.astype({dtype.name!r})"
             )
-        primal, args = _cast(primal, dtype), _cast(args, dtype)
+        primal, args = cast(primal, dtype), cast(args, dtype)
         if not np.all(np.isfinite(np.asarray(primal))):
             raise ValueError("primal is not finite (NaN or inf)")
         if jit:
@@ -685,31 +515,29 @@ def check_jacobian(
             label: ("jax.jacfwd", maybe_jit(jax.jacfwd(fn))(primal, *args)),
             f"{label}@jacrev": ("jax.jacrev", maybe_jit(jax.jacrev(fn))(primal, *args)),
         }
+        peak = peak_of(ref for _, ref in refs.values())
         leaves = []
         for path, (reference, ref) in refs.items():
             ref = np.asarray(ref)
-            meta = {"path": path, "shape": ref.shape, "dtype": str(ref.dtype)}
-            if jnp.shape(hand) != ref.shape:
-                problem = f"hand Jacobian has shape {jnp.shape(hand)}, expected {ref.shape}"
-                leaves.append(LeafReport(**meta, problem=problem))
-                continue
-            if jnp.result_type(hand) != ref.dtype:
-                problem = f"hand Jacobian has dtype {jnp.result_type(hand)}, expected {ref.dtype}"
-                leaves.append(LeafReport(**meta, problem=problem))
-                continue
-            h = np.asarray(hand)
-            scale = max(float(np.max(np.abs(ref), initial=0.0)), float(np.finfo(dtype).tiny))
-            vs_auto = _compare(
-                reference, h.ravel(), ref.ravel(), scale, rtol,
-                lambda k, s=ref.shape: tuple(int(i) for i in np.unravel_index(k, s)),
+            vs_auto, problem = judge(
+                hand, ref, what="hand Jacobian", missing="hand Jacobian is missing",
+                reference=reference, rtol=rtol, dtype=dtype, peak=peak,
             )  # fmt: skip
             vs_fd = None
-            if fd and path == label:
+            if fd and path == label and vs_auto is not None:
                 vs_fd = _jacobian_fd(
-                    fn, primal, args, h, ref, fd_samples, fd_rtol, seed, dtype, jit
+                    fn, primal, args, np.asarray(hand), ref, fd_samples, fd_rtol, seed, dtype, jit
                 )
-            problem = None if np.all(np.isfinite(h)) else "hand Jacobian is not finite"
-            leaves.append(LeafReport(**meta, vs_auto=vs_auto, vs_fd=vs_fd, problem=problem))
+            leaves.append(
+                LeafReport(
+                    path=path,
+                    shape=ref.shape,
+                    dtype=str(ref.dtype),
+                    vs_auto=vs_auto,
+                    vs_fd=vs_fd,
+                    problem=problem,
+                )
+            )
     report = GradReport(
         leaves=tuple(leaves),
         dtype=dtype.name,
@@ -751,9 +579,8 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, fd_rtol, seed, dtype, 
     run = jax.jit(all_columns) if jit else all_columns
     fd_cols = np.asarray(run(jnp.asarray(picks), jnp.asarray(steps, dtype))).T  # (n_out, picks)
     values = np.asarray(fn(primal, *args))
-    noise = 10 * eps ** (2 / 3) * max(1.0, float(np.max(np.abs(values), initial=0.0)))
+    noise = fd_noise(dtype, float(np.max(np.abs(values), initial=0.0)))
     hand_cols = h_cols[:, picks]
-    scale = max(float(np.max(np.abs(fd_cols), initial=0.0)), noise / fd_rtol)
 
     def index_of(k):
         o, j = divmod(k, len(picks))
@@ -761,6 +588,7 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, fd_rtol, seed, dtype, 
         in_index = np.unravel_index(picks[j], np.shape(primal)) if np.ndim(primal) else ()
         return tuple(int(i) for i in (*out_index, *in_index))
 
-    return _compare(
-        "finite differences", hand_cols.ravel(), fd_cols.ravel(), scale, fd_rtol, index_of
-    )
+    return compare(
+        "finite differences", hand_cols, fd_cols, rtol=fd_rtol, dtype=dtype, noise=noise,
+        index_of=index_of,
+    )  # fmt: skip

@@ -36,6 +36,7 @@ def _verify(args: argparse.Namespace) -> int:
     from jaxprop.model import Model
     from jaxprop.models import get_model, model_names
     from jaxprop.nodes import format_node_table
+    from jaxprop.verify import verify_entry
 
     names = list(dict.fromkeys(args.model)) if args.model else model_names()
     try:
@@ -51,12 +52,11 @@ def _verify(args: argparse.Namespace) -> int:
         )
 
     def run(m):
-        kwargs = {"seed": args.seed, "dtype": args.dtype, "jit": args.jit, "batch": args.batch}
-        # Only a Model names its nodes; other registry entries (worked examples with check()
-        # alone) get no node table.
-        if args.nodes and isinstance(m, Model):
-            kwargs["nodes"] = True
-        return m.check(**kwargs)
+        # Only a Model names its nodes; other registry entries (worked examples with a check of
+        # their own) get no node table.
+        return verify_entry(
+            m, seed=args.seed, dtype=args.dtype, jit=args.jit, batch=args.batch, nodes=args.nodes
+        )
 
     reports = [run(m) for m in models]
     ok = all(reports)

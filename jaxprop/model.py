@@ -16,6 +16,10 @@ A :class:`Model` is one small immutable object, in the way ``optax.GradientTrans
   ``params`` for a model whose depth is set by its parameters (``model.node_names(params)``
   answers either way).
 
+Each signature is stated once as a typed Protocol (:class:`InitFn`, :class:`ForwardFn`,
+:class:`BackwardFn`, :class:`SampleFn`, :class:`NodesFn`, :class:`CheckLabelsFn`). The contract is
+passive: this module knows nothing of the checker, which dispatches on :class:`Entry`.
+
 The taps convention (used by the node-by-node check): when ``taps`` is a dict, ``forward`` adds
 ``taps[name]`` to every named intermediate right where it is computed (:func:`tap`). With zero taps
 the forward pass is unchanged, and ``jax.grad`` of the loss with respect to the taps is the true
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -43,10 +47,89 @@ import numpy as np
 
 from jaxprop.losses import Loss
 
-__all__ = ["Model", "tap"]
+__all__ = [
+    "BackwardFn",
+    "CheckLabelsFn",
+    "Entry",
+    "ForwardFn",
+    "InitFn",
+    "Model",
+    "NodesFn",
+    "SampleFn",
+    "SelfChecking",
+    "random_point",
+    "tap",
+]
 
 Params = Any
 Array = jax.Array
+Saved = Mapping[str, Array]
+
+
+# The contract's signatures, stated once (as optax's base.py states TransformInitFn and
+# TransformUpdateFn for GradientTransformation). Arguments are positional.
+
+
+class InitFn(Protocol):
+    """``init(key, **sizes) -> params``: a plain pytree of arrays (a dict)."""
+
+    def __call__(self, key: Array, /, **sizes: Any) -> Params: ...
+
+
+class ForwardFn(Protocol):
+    """``forward(params, x, taps=None) -> (out, saved)``: the output and a dict of the values the
+    backward pass needs; each named node passes through :func:`tap` where it is computed."""
+
+    def __call__(
+        self, params: Params, x: Array, taps: Mapping[str, Array] | None = None, /
+    ) -> tuple[Array, Saved]: ...
+
+
+class BackwardFn(Protocol):
+    """``backward(params, x, saved, Y) -> (grads, adjoints)``: the hand chain rule, from the saved
+    values only; ``grads`` like ``params``, ``adjoints[name]`` = ∂L/∂(node ``name``)."""
+
+    def __call__(
+        self, params: Params, x: Array, saved: Saved, Y: Array, /
+    ) -> tuple[Params, Saved]: ...
+
+
+class SampleFn(Protocol):
+    """``sample(key, params, batch) -> (x, Y)``: inputs and labels that fit ``params``."""
+
+    def __call__(self, key: Array, params: Params, batch: int, /) -> tuple[Array, Array]: ...
+
+
+class NodesFn(Protocol):
+    """``nodes(params) -> names``: the node names of a model whose depth its parameters set."""
+
+    def __call__(self, params: Params, /) -> tuple[str, ...]: ...
+
+
+class CheckLabelsFn(Protocol):
+    """``check_labels(out, Y) -> None``: raises ``ValueError`` when ``Y`` does not fit ``out``."""
+
+    def __call__(self, out: Array, Y: Array, /) -> None: ...
+
+
+@runtime_checkable
+class Entry(Protocol):
+    """A registry entry: a name, a source, and either the network contract (a :class:`Model`) or
+    a check of its own (a :class:`jaxprop.Example`). Verification dispatches on which."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+@runtime_checkable
+class SelfChecking(Entry, Protocol):
+    """A registry entry with a check of its own (an :class:`jaxprop.Example`): ``check(*, seed,
+    dtype, jit, batch) -> report``."""
+
+    def check(self, *, seed: int, dtype: Any, jit: bool, batch: int) -> Any: ...
 
 
 def tap(taps: Mapping[str, Array] | None, name: str, value: Array) -> Array:
@@ -92,18 +175,26 @@ class Model:
       nodes: names of the intermediates that ``backward`` returns adjoints of, in forward order;
         a tuple, or ``params -> tuple`` where the depth depends on the parameters.
       check_labels: ``(out, Y) -> None``, raises ``ValueError`` when ``Y`` does not fit ``out``.
+      extra_checks: further checks of the model's derivation that verification runs beside the
+        gradient check, each ``(*, seed, dtype, jit, batch) -> report`` whose leaves join the
+        model's report (least squares: the gradient vanishes at the normal equations).
     """
 
     name: str
     source: str = ""
-    init: Callable[..., Params] | None = None
-    forward: Callable[..., tuple[Array, dict]] | None = None
+    init: InitFn | None = None
+    forward: ForwardFn | None = None
     objective: Loss | str | None = None
-    backward: Callable[..., tuple[Params, dict]] | None = None
-    sample: Callable[..., tuple[Array, Array]] | None = None
-    nodes: tuple[str, ...] | Callable[[Params], tuple[str, ...]] = ()
-    check_labels: Callable[[Array, Array], None] = dataclasses.field(
-        default=None, repr=False, compare=False
+    backward: BackwardFn | None = None
+    sample: SampleFn | None = None
+    nodes: tuple[str, ...] | NodesFn = ()
+    check_labels: CheckLabelsFn = dataclasses.field(
+        default=None,  # type: ignore[assignment]  # replaced by check_same_shape in __post_init__
+        repr=False,
+        compare=False,
+    )
+    extra_checks: tuple[Callable[..., Any], ...] = dataclasses.field(
+        default=(), repr=False, compare=False
     )
 
     def __post_init__(self):
@@ -200,28 +291,39 @@ class Model:
         """The hand-derived gradient ∂L/∂params, the structure of ``params``."""
         return self.backward_from(params, x, Y)[0]
 
-    def check(
-        self,
-        *,
-        seed: int = 0,
-        dtype="float64",
-        jit: bool = True,
-        batch: int = 16,
-        nodes: bool = False,
-    ):
-        """Verifies the hand gradient at random parameters and data (see
-        :func:`jaxprop.verify_model`); every registry entry has this method, which is all that
-        ``jaxprop verify`` calls. ``nodes=True`` adds the node-by-node table."""
-        from jaxprop.verify import verify_model
-
-        return verify_model(self, seed=seed, dtype=dtype, jit=jit, batch=batch, nodes=nodes)
-
     def value_and_grad(self, params: Params, x: Array, Y: Array) -> tuple[Array, Params]:
         """The loss and the hand-derived gradient from one forward pass."""
         out, saved = self.run_forward(params, x)
         self.check_labels(out, Y)
         grads, _ = self.backward(params, x, saved, Y)
         return self.objective.fn(out, Y), grads
+
+
+def random_point(model: Model, key: Array, batch: int = 16, **sizes: Any) -> tuple:
+    """Random parameters (the model's init, every leaf then perturbed, so that zero biases do not
+    hide a wrong term) and data that fits them: ``(params, x, Y)``.
+
+    Raises:
+      ValueError: if the model has no ``init`` or no ``sample``.
+    """
+    if model.init is None or model.sample is None:
+        raise ValueError(
+            f"{model.name}: a random point needs the model's init and sample; pass params, x and "
+            "Y yourself (check_grads, check_nodes) or give the Model init= and sample="
+        )
+    k_init, k_noise, k_data = jax.random.split(key, 3)
+    params = model.init(k_init, **sizes)
+    leaves, treedef = jax.tree.flatten(params)
+    noise = jax.random.split(k_noise, len(leaves))
+    params = jax.tree.unflatten(
+        treedef,
+        [
+            p + 0.1 * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, noise, strict=False)
+        ],
+    )
+    x, Y = model.sample(k_data, params, batch)
+    return params, x, Y
 
 
 def _describe(value) -> str:

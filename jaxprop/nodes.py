@@ -40,22 +40,24 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop.check import (
+from jaxprop.check import GradReport
+from jaxprop.core import (
     Comparison,
-    GradientCheckError,
-    GradReport,
-    _cast,
-    _compare,
-    _paths,
-    check_tolerance,
-    default_tolerances,
+    Record,
+    Report,
+    cast,
+    finite_leaves_check,
+    format_rows,
+    judge,
+    peak_of,
     precision,
+    tolerances,
 )
 from jaxprop.model import Model
 
@@ -63,7 +65,7 @@ __all__ = ["ModelReport", "NodeReport", "NodeResult", "check_nodes", "true_adjoi
 
 
 @dataclasses.dataclass(frozen=True)
-class NodeResult:
+class NodeResult(Record):
     """One node: its hand adjoint against the true one.
 
     Attributes:
@@ -79,22 +81,9 @@ class NodeResult:
     vs_auto: Comparison | None = None
     problem: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.problem is None and self.vs_auto is not None and self.vs_auto.ok
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "ok": self.ok,
-            "problem": self.problem,
-            "vs_auto": None if self.vs_auto is None else self.vs_auto.to_dict(),
-        }
-
 
 @dataclasses.dataclass(frozen=True)
-class NodeReport:
+class NodeReport(Report):
     """The result of :func:`check_nodes`: truthy when every node's hand adjoint is right.
 
     Attributes:
@@ -104,45 +93,33 @@ class NodeReport:
       extra: names the hand backward returns adjoints of that are not nodes of the model.
     """
 
+    _entries: ClassVar[str] = "nodes"
+    _key: ClassVar[str] = "name"
+    _what: ClassVar[str] = "hand adjoint"
+
     nodes: tuple[NodeResult, ...]
     dtype: str
     name: str | None = None
     extra: tuple[str, ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return all(n.ok for n in self.nodes) and not self.extra
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    @property
-    def failing(self) -> tuple[str, ...]:
-        """The failing nodes, in backward order."""
-        return tuple(n.name for n in self.nodes if not n.ok)
+    def _extra_ok(self) -> bool:
+        return not self.extra
 
     @property
     def first_failing(self) -> str | None:
         """The first node, in backward order, whose hand adjoint departs: the faulty step."""
         return next((n.name for n in self.nodes if not n.ok), None)
 
-    def __getitem__(self, name: str) -> NodeResult:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(f"no node {name!r}; nodes are {[n.name for n in self.nodes]}")
-
-    def to_dict(self) -> dict:
-        """JSON-ready: ok, dtype, first_failing, failing, and every node's figures."""
+    def _header(self) -> dict:
         return {
             "name": self.name,
             "ok": self.ok,
             "dtype": self.dtype,
             "first_failing": self.first_failing,
-            "failing": list(self.failing),
-            "extra": list(self.extra),
-            "nodes": [n.to_dict() for n in self.nodes],
         }
+
+    def _trailer(self) -> dict:
+        return {"extra": list(self.extra)}
 
     def __str__(self) -> str:
         title = f"{self.name or 'node check'}  [{self.dtype}]  nodes in backward order"
@@ -158,8 +135,7 @@ class NodeReport:
 
 def format_node_table(report: NodeReport) -> str:
     """One line per node, in backward order; the first failing one is marked."""
-    header = ("node", "shape", "rel err vs jax.grad", "worst at", "hand", "true", "")
-    rows = [header]
+    rows = [("node", "shape", "rel err vs jax.grad", "worst at", "hand", "true", "")]
     first = report.first_failing
     for n in report.nodes:
         a = n.vs_auto
@@ -181,10 +157,7 @@ def format_node_table(report: NodeReport) -> str:
         )
     for name in report.extra:
         rows.append((name, "-", "-", "-", "-", "-", "FAIL: not a node of the model"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    return format_rows(rows)
 
 
 def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict[str, jax.Array]:
@@ -302,46 +275,29 @@ def check_nodes(
             f"{model.name}: model.nodes is empty; name the intermediates that forward taps and "
             "backward returns adjoints of, e.g. nodes=('z1', 'a1')"
         )
-    auto_rtol = default_tolerances(dtype)[0]  # an unknown dtype fails here, by name
-    dtype = jnp.dtype(dtype)
-    rtol = auto_rtol if rtol is None else check_tolerance("rtol", rtol)
+    dtype, rtol, _ = tolerances(dtype, rtol)  # an unknown dtype fails here, by name
     with precision(dtype):
-        params, x, Y = _cast((params, x, Y), dtype)
+        params, x, Y = cast((params, x, Y), dtype)
         # Non-finite parameters make every adjoint NaN, which would be blamed on the backward pass.
-        bad = [p for p, v in _paths(params).items() if not np.all(np.isfinite(np.asarray(v)))]
-        if bad:
-            raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
+        finite_leaves_check(params)
         maybe_jit = jax.jit if jit else (lambda f: f)
         true = maybe_jit(lambda p, x, Y: true_adjoints(model, p, x, Y))(params, x, Y)
         hand = maybe_jit(lambda p, x, Y: model.backward_from(p, x, Y)[1])(params, x, Y)
         true = {k: np.asarray(v) for k, v in true.items()}
-        scales = [float(np.max(np.abs(v), initial=0.0)) for v in true.values()]
-        floor = max(max(scales, default=0.0) * 1e-6, float(np.finfo(dtype).tiny))
-        results = [
-            _compare_node(name, true[name], hand.get(name), floor, rtol) for name in reversed(nodes)
-        ]
+        peak = peak_of(true.values())
+        results = []
+        for name in reversed(nodes):
+            vs_auto, problem = judge(
+                hand.get(name), true[name], what="hand adjoint",
+                missing="missing from the hand adjoints", rtol=rtol, dtype=dtype, peak=peak,
+            )  # fmt: skip
+            results.append(
+                NodeResult(
+                    name=name, shape=tuple(true[name].shape), vs_auto=vs_auto, problem=problem
+                )
+            )
         extra = tuple(sorted(set(hand) - set(nodes)))
     return NodeReport(nodes=tuple(results), dtype=dtype.name, name=model.name, extra=extra)
-
-
-def _compare_node(name, a, h, floor, rtol) -> NodeResult:
-    meta = {"name": name, "shape": tuple(a.shape)}
-    if h is None:
-        return NodeResult(**meta, problem="missing from the hand adjoints")
-    if jnp.shape(h) != a.shape:
-        problem = f"hand adjoint has shape {jnp.shape(h)}, expected {a.shape}"
-        return NodeResult(**meta, problem=problem)
-    if jnp.result_type(h) != a.dtype:
-        problem = f"hand adjoint has dtype {jnp.result_type(h)}, expected {a.dtype}"
-        return NodeResult(**meta, problem=problem)
-    h = np.asarray(h)
-    scale = max(float(np.max(np.abs(a), initial=0.0)), floor)
-    vs_auto = _compare(
-        "jax.grad", h.ravel(), a.ravel(), scale, rtol,
-        lambda k, s=a.shape: tuple(int(i) for i in np.unravel_index(k, s)) if s else (),
-    )  # fmt: skip
-    problem = None if np.all(np.isfinite(h)) else "hand adjoint is not finite"
-    return NodeResult(**meta, vs_auto=vs_auto, problem=problem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,12 +307,8 @@ class ModelReport(GradReport):
 
     nodes: NodeReport | None = None
 
-    @property
-    def ok(self) -> bool:
-        return super().ok and (self.nodes is None or self.nodes.ok)
-
-    def __bool__(self) -> bool:
-        return self.ok
+    def _extra_ok(self) -> bool:
+        return self.nodes is None or self.nodes.ok
 
     @property
     def first_failing_node(self) -> str | None:
@@ -364,25 +316,14 @@ class ModelReport(GradReport):
         or there is no node table)."""
         return None if self.nodes is None else self.nodes.first_failing
 
-    def raise_if_failed(self) -> ModelReport:
-        """Returns the report if every leaf and node passes.
-
-        Raises:
-          GradientCheckError: naming the failing leaves and the first failing node, with both
-            tables.
-        """
-        if not self.ok:
-            where = [f"leaves {', '.join(self.failing)}"] if self.failing else []
-            if self.first_failing_node is not None:
-                where.append(f"first failing node {self.first_failing_node}")
-            raise GradientCheckError(f"hand backward pass is wrong: {'; '.join(where)}\n{self}")
-        return self
+    def _failure_message(self) -> str:
+        where = [f"leaves {', '.join(self.failing)}"] if self.failing else []
+        if self.first_failing_node is not None:
+            where.append(f"first failing node {self.first_failing_node}")
+        return f"hand backward pass is wrong: {'; '.join(where)}"
 
     def to_dict(self) -> dict:
-        d = super().to_dict()
-        d["ok"] = self.ok
-        d["nodes"] = None if self.nodes is None else self.nodes.to_dict()
-        return d
+        return {**super().to_dict(), "nodes": None if self.nodes is None else self.nodes.to_dict()}
 
     def __str__(self) -> str:
         text = super().__str__()

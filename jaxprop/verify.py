@@ -1,4 +1,8 @@
-"""Verification of a model at random parameters and data: what ``jaxprop verify`` runs.
+"""Verification of a registry entry: what ``jaxprop verify`` runs.
+
+:func:`verify_entry` dispatches on the kind of entry (:class:`jaxprop.model.Entry`): a
+:class:`~jaxprop.Model` is checked at random parameters and data by :func:`verify_model` (its
+``extra_checks`` joining the report); an :class:`~jaxprop.Example` runs its own check.
 
 >>> from jaxprop import get_model, verify_model
 >>> report = verify_model(get_model("two-layer-mse"))
@@ -9,53 +13,70 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import numpy as np
 
 from jaxprop.check import GradReport, check_grads
-from jaxprop.model import Model
+from jaxprop.model import Entry, Model, SelfChecking, random_point
 from jaxprop.nodes import ModelReport, check_nodes
 
-__all__ = ["verify_model"]
+__all__ = ["random_point", "verify_entry", "verify_model"]
 
 
-def random_point(model: Model, key: jax.Array, batch: int = 16, **sizes):
-    """Random parameters (the model's init, every leaf then perturbed, so that zero biases do not
-    hide a wrong term) and data that fits them: ``(params, x, Y)``.
+def verify_entry(
+    entry: Entry,
+    *,
+    seed: int = 0,
+    dtype: Any = "float64",
+    jit: bool = True,
+    batch: int = 16,
+    nodes: bool = False,
+) -> GradReport:
+    """Verifies one registry entry, whatever its kind: what ``jaxprop verify`` calls per entry.
+
+    Args:
+      entry: a :class:`~jaxprop.Model`, or an :class:`~jaxprop.Example` or any other entry with a
+        check of its own (:class:`jaxprop.model.SelfChecking`).
+      seed, dtype, jit, batch: as for :func:`verify_model`.
+      nodes: add the node table (a Model with nodes only; an Example has none).
+
+    Returns:
+      The entry's report, named after it and citing its source.
 
     Raises:
-      ValueError: if the model has no ``init`` or no ``sample``.
+      TypeError: for anything that is not a registry entry.
     """
-    if model.init is None or model.sample is None:
-        raise ValueError(
-            f"{model.name}: a random point needs the model's init and sample; pass params, x and "
-            "Y yourself (check_grads, check_nodes) or give the Model init= and sample="
+    if isinstance(entry, Model):
+        report = verify_model(entry, seed=seed, dtype=dtype, jit=jit, batch=batch, nodes=nodes)
+        for extra in entry.extra_checks:
+            more = extra(seed=seed, dtype=dtype, jit=jit, batch=batch)
+            report = dataclasses.replace(report, leaves=(*report.leaves, *more.leaves))
+        return report
+    if isinstance(entry, SelfChecking):
+        # An Example, or any entry with a check of its own.
+        return entry.check(seed=seed, dtype=dtype, jit=jit, batch=batch)
+    raise TypeError(
+        "verify_entry needs a jaxprop.Model, a jaxprop.Example or an entry with name, source and "
+        f"check(*, seed, dtype, jit, batch), got {type(entry).__name__}"
+        + (
+            "; look a registered one up with jaxprop.get_model(name)"
+            if isinstance(entry, str)
+            else ""
         )
-    k_init, k_noise, k_data = jax.random.split(key, 3)
-    params = model.init(k_init, **sizes)
-    leaves, treedef = jax.tree.flatten(params)
-    noise = jax.random.split(k_noise, len(leaves))
-    params = jax.tree.unflatten(
-        treedef,
-        [
-            p + 0.1 * jax.random.normal(k, p.shape, p.dtype)
-            for p, k in zip(leaves, noise, strict=False)
-        ],
     )
-    x, Y = model.sample(k_data, params, batch)
-    return params, x, Y
 
 
 def verify_model(
     model: Model,
     *,
     seed: int = 0,
-    dtype="float64",
+    dtype: Any = "float64",
     jit: bool = True,
     batch: int = 16,
     nodes: bool = False,
-    **sizes,
+    **sizes: Any,
 ) -> GradReport:
     """Checks a model's hand gradient against ``jax.grad`` and finite differences.
 
@@ -105,5 +126,5 @@ def verify_model(
     if not nodes:
         return report
     node_report = check_nodes(model, params, x, Y, dtype=dtype, jit=jit)
-    return ModelReport(**{f.name: getattr(report, f.name) for f in dataclasses.fields(report)},
-                       nodes=node_report)  # fmt: skip
+    fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    return ModelReport(**fields, nodes=node_report)

@@ -337,7 +337,7 @@ def test_every_seed002_item_is_registered():
 @pytest.mark.parametrize("name", OWN_CHECK)
 def test_registered_entry_passes_its_check(name):
     """What ``jaxprop verify`` runs (jitted; the hand code runs unjitted in the tests above)."""
-    report = jaxprop.get_model(name).check(seed=1, jit=True, batch=5)
+    report = jaxprop.verify_entry(jaxprop.get_model(name), seed=1, jit=True, batch=5)
     assert report.ok, str(report)
     assert report.name == name and "002_dadcaa6bdb722c5e.txt" in report.source
 

@@ -61,8 +61,8 @@ def test_both_backward_passes_equal_jax_grad_and_each_other(jit, net):
 @pytest.mark.parametrize("backward", seed003.BACKWARDS)
 def test_registered_and_passing_check_grads(backward):
     model = jaxprop.get_model(f"neuron-delta-{backward}")
-    assert model.check(seed=3).ok
-    assert model.check(seed=3, dtype="float32").ok
+    assert jaxprop.verify_entry(model, seed=3).ok
+    assert jaxprop.verify_entry(model, seed=3, dtype="float32").ok
 
 
 def test_loss_is_the_documents_batch_mse():

@@ -182,7 +182,7 @@ def test_verify_model_names_a_bad_model_seed_or_batch():
         with pytest.raises(ValueError, match=rf"batch must be an integer >= 1, got {batch}"):
             jaxprop.verify_model(two_layer, batch=batch)
     with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got 1.5"):
-        two_layer.check(seed=1.5)
+        jaxprop.verify_entry(two_layer, seed=1.5)
 
 
 def test_an_argument_jit_cannot_trace_is_named():

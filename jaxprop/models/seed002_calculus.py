@@ -28,10 +28,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop.check import GradReport, LeafReport, _compare, check_grads, check_jacobian, precision
+from jaxprop.check import GradReport, LeafReport, check_grads, check_jacobian
+from jaxprop.core import compare, default_tolerances, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, check_sizes, tap
+from jaxprop.model import (
+    Model,
+    check_batch_size,
+    check_input,
+    check_param_shapes,
+    check_sizes,
+    random_point,
+    tap,
+)
 
 __all__ = [
     "SOURCE_DA_DX",
@@ -220,37 +229,24 @@ def _ls_sample(key, params, batch: int):
     return (jax.random.normal(kx, (batch, D), dtype), jax.random.normal(ky, (batch,), dtype))
 
 
-@dataclasses.dataclass(frozen=True)
-class _LeastSquaresModel(Model):
-    """The least-squares Model whose check also verifies the gradient at the normal equations."""
-
-    def check(
-        self,
-        *,
-        seed: int = 0,
-        dtype="float64",
-        jit: bool = True,
-        batch: int = 16,
-        nodes: bool = False,
-    ):
-        from jaxprop.verify import random_point
-
-        report = super().check(seed=seed, dtype=dtype, jit=jit, batch=batch, nodes=nodes)
-        with precision(dtype):
-            _, Phi, y = random_point(self, jax.random.key(seed), batch, dtype=dtype)
-            theta = normal_equations(Phi, y)
-            fn = jax.jit(least_squares_grad) if jit else least_squares_grad
-            g = np.asarray(fn(theta, Phi, y)).ravel()
-            # The terms of (5.83) are of size 2‖Φ‖‖y‖: the gradient must vanish relative to it.
-            scale = max(2 * float(jnp.linalg.norm(Phi) * jnp.linalg.norm(y)), 1e-300)
-        rtol = report.leaves[0].vs_auto.rtol
-        zero = _compare(
-            "0 at the normal equations", g, np.zeros_like(g), scale, rtol, lambda k: (int(k),)
-        )
-        leaf = LeafReport(
-            path="theta at normal equations", shape=g.shape, dtype=str(g.dtype), vs_auto=zero
-        )
-        return dataclasses.replace(report, leaves=(*report.leaves, leaf))
+def _normal_equations_check(*, seed, dtype, jit, batch):
+    """The least-squares gradient (5.83) vanishes at the normal equations' solution: one leaf,
+    ``theta at normal equations``, that joins the model's report (``Model.extra_checks``)."""
+    with precision(dtype):
+        _, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
+        theta = normal_equations(Phi, y)
+        fn = jax.jit(least_squares_grad) if jit else least_squares_grad
+        g = np.asarray(fn(theta, Phi, y)).ravel()
+        # The terms of (5.83) are of size 2‖Φ‖‖y‖: the gradient must vanish relative to them.
+        terms = 2 * float(jnp.linalg.norm(Phi) * jnp.linalg.norm(y))
+    zero = compare(
+        "0 at the normal equations", g, np.zeros_like(g), rtol=default_tolerances(dtype)[0],
+        dtype=dtype, terms=terms,
+    )  # fmt: skip
+    leaf = LeafReport(
+        path="theta at normal equations", shape=g.shape, dtype=str(g.dtype), vs_auto=zero
+    )
+    return GradReport(leaves=(leaf,), dtype=jnp.dtype(dtype).name, loss=0.0)
 
 
 def least_squares() -> Model:
@@ -260,7 +256,7 @@ def least_squares() -> Model:
     the loss is ``squared_error``, (1/N)‖y − Φθ‖², the batch mean of (5.84), and the hand gradient
     is (5.83) over N.
     """
-    return _LeastSquaresModel(
+    return Model(
         name=_LS_NAME,
         source=SOURCE_LEAST_SQUARES,
         init=_ls_init,
@@ -269,6 +265,7 @@ def least_squares() -> Model:
         backward=_ls_backward,
         sample=_ls_sample,
         nodes=("y_hat",),
+        extra_checks=(_normal_equations_check,),
     )
 
 
@@ -399,11 +396,7 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
         two = check_jacobian(matrix_of_vector, dA_dx_flatten, x, C, D, label="approach 2", **kw)
         j1 = np.asarray(dA_dx_collate(x, C, D))
         j2 = np.asarray(dA_dx_flatten(x, C, D))
-    rtol = one.leaves[0].vs_auto.rtol
-    same = _compare(
-        "approach 2", j1.ravel(), j2.ravel(), max(float(np.max(np.abs(j2))), 1e-300), rtol,
-        lambda k: tuple(int(i) for i in np.unravel_index(k, j1.shape)),
-    )  # fmt: skip
+    same = compare("approach 2", j1, j2, rtol=one.leaves[0].vs_auto.rtol, dtype=dtype)
     both = LeafReport(path="approach 1 = approach 2", shape=j1.shape, dtype=str(j1.dtype),
                       vs_auto=same)  # fmt: skip
     return GradReport(leaves=(*one.leaves, *two.leaves, both), dtype=one.dtype, loss=one.loss)

@@ -50,10 +50,19 @@ import numpy as np
 import optax
 
 from jaxprop.activations import ACTIVATIONS
-from jaxprop.check import GradReport, LeafReport, _compare, check_grads, precision
+from jaxprop.check import GradReport, LeafReport, check_grads
+from jaxprop.core import compare, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, check_sizes, tap
+from jaxprop.model import (
+    Model,
+    check_batch_size,
+    check_input,
+    check_param_shapes,
+    check_sizes,
+    random_point,
+    tap,
+)
 from jaxprop.models.seed002_calculus import df_dA
 
 __all__ = [
@@ -313,8 +322,6 @@ def sgd_step(params, grads, eta: float):
 
 
 def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
-    from jaxprop.verify import random_point
-
     dt = jnp.dtype(dtype)
     with precision(dt):
         params, X, Y = random_point(two_layer_sigmoid(), jax.random.key(seed), batch)
@@ -332,10 +339,7 @@ def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
     leaves = []
     for key in sorted(params):
         h, r = np.asarray(hand[key]), np.asarray(ref[key])
-        cmp = _compare(
-            "optax.sgd", h.ravel(), r.ravel(), max(float(np.max(np.abs(r))), 1e-300), rtol,
-            lambda k, s=r.shape: tuple(int(i) for i in np.unravel_index(k, s)),
-        )  # fmt: skip
+        cmp = compare("optax.sgd", h, r, rtol=rtol, dtype=dt)
         leaves.append(
             LeafReport(path=f"θ(t+1)/{key}", shape=r.shape, dtype=str(r.dtype), vs_auto=cmp)
         )

@@ -1,0 +1,563 @@
+"""The verification core: one comparison, one tolerance policy, one report family.
+
+Every checker of jaxprop (:func:`jaxprop.check_grads`, :func:`jaxprop.check_jacobian`,
+:func:`jaxprop.check_nodes`, the worked examples of the registry) compares a hand value with a
+reference through :func:`compare` and reports through a :class:`Report`. The numbers of the policy
+live here and nowhere else.
+
+**Tolerances, by dtype** (:func:`default_tolerances`):
+
+============  ======================  =========================
+dtype         rtol vs an exact        rtol vs finite
+              reference (jax.grad)    differences
+============  ======================  =========================
+float64       1e-10                   1e-6
+float32       1e-4                    1e-2
+============  ======================  =========================
+
+A correct hand gradient agrees with ``jax.grad`` to rounding, about 1e-15 relative in float64.
+
+**The scale rule** (:func:`reference_scale`). The error of a leaf is ``max |hand − ref|`` over the
+leaf's *scale*, the largest of:
+
+1. ``max |ref|``, the size of the reference leaf itself: the usual relative error;
+2. ``terms``, the size of the terms that sum to the reference, where the caller knows them (a
+   gradient that vanishes at the normal equations is a difference of two terms of size
+   2‖Φ‖‖y‖: it is compared with them);
+3. ``noise / rtol``, the reference's own uncertainty over the tolerance. A reference is only
+   known to within its noise; a deviation below it cannot be a verdict. For finite differences
+   the noise is the method's rounding error; for ``jax.grad`` it is the rounding of its inputs
+   propagated through it, ``10 ε S`` with ``S`` the sensitivity of the gradient to a relative
+   perturbation of every input (:func:`sensitivity`): the size of the terms that sum to it. At a
+   minimum, where every true gradient is round-off, this is what keeps the scale from vanishing
+   with the reference;
+4. ``1e-6`` of the largest leaf of the same check (``peak``), so that one leaf of tiny values
+   beside large ones is compared absolutely at the others' precision;
+5. the dtype's smallest normal number, so that the quotient is always defined.
+
+Away from a stationary point items 2–5 are far below ``max |ref|`` and the error is the plain
+relative error.
+
+>>> import numpy as np
+>>> c = compare("jax.grad", np.array([1.0, 2.0 + 1e-12]), np.array([1.0, 2.0]), rtol=1e-10)
+>>> c.ok, c.worst_index, f"{c.max_rel:.1e}"
+(True, (1,), '5.0e-13')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Comparison",
+    "GradientCheckError",
+    "Record",
+    "Report",
+    "compare",
+    "default_tolerances",
+    "format_rows",
+    "judge",
+    "leaf_path",
+    "reference_scale",
+    "sensitivity",
+]
+
+PyTree = Any
+
+_TOLERANCES = {
+    # dtype: (rtol vs an exact reference such as jax.grad, rtol vs finite differences)
+    "float64": (1e-10, 1e-6),
+    "float32": (1e-4, 1e-2),
+}
+# Item 4 of the scale rule: a leaf is compared at least at this fraction of the check's peak.
+PEAK_FRACTION = 1e-6
+# Item 3: a reference's noise is this many units of rounding of the size it is computed from.
+NOISE_ULPS = 10.0
+
+
+class GradientCheckError(AssertionError):
+    """Raised by :meth:`Report.raise_if_failed`: a hand value disagrees with the truth."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The tolerance policy.
+
+
+def dtype_name(dtype: Any) -> str:
+    """The name of a dtype (``"float64"``), or the string given when it is not one."""
+    try:
+        return jnp.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
+def default_tolerances(dtype: Any) -> tuple[float, float]:
+    """``(rtol vs jax.grad, rtol vs finite differences)`` for float64 or float32.
+
+    Raises:
+      ValueError: for any other dtype.
+    """
+    name = dtype_name(dtype)
+    if name not in _TOLERANCES:
+        raise ValueError(f"dtype must be one of {sorted(_TOLERANCES)}, got {name!r}")
+    return _TOLERANCES[name]
+
+
+def check_tolerance(name: str, value: Any) -> float:
+    """``value`` as a float, checked to be a positive finite number.
+
+    Raises:
+      ValueError: naming the argument otherwise (a negative tolerance would fail every leaf).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def tolerances(
+    dtype: Any, rtol: float | None = None, fd_rtol: float | None = None
+) -> tuple[np.dtype, float, float]:
+    """The dtype a check runs in and its two tolerances: the dtype's defaults unless given.
+
+    Raises:
+      ValueError: for an unsupported dtype or a tolerance that is not a positive number.
+    """
+    auto_rtol, default_fd_rtol = default_tolerances(dtype)
+    rtol = auto_rtol if rtol is None else check_tolerance("rtol", rtol)
+    fd_rtol = default_fd_rtol if fd_rtol is None else check_tolerance("fd_rtol", fd_rtol)
+    return jnp.dtype(dtype), rtol, fd_rtol
+
+
+def precision(dtype: Any) -> contextlib.AbstractContextManager:
+    """The context a check in ``dtype`` runs in: 64-bit mode on for float64 (whatever the global
+    setting), nothing changed otherwise."""
+    if jnp.dtype(dtype) == jnp.float64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def reference_scale(
+    ref: Any,
+    *,
+    dtype: Any,
+    peak: float = 0.0,
+    terms: float = 0.0,
+    noise: float = 0.0,
+    rtol: float | None = None,
+) -> float:
+    """The scale a hand value's error is divided by: the module's scale rule, items 1–5.
+
+    Args:
+      ref: the reference values (any array).
+      dtype: the dtype of the check (its smallest normal number is the last floor).
+      peak: the largest ``max |ref|`` over the leaves of the same check.
+      terms: the size of the terms that sum to the reference, where known.
+      noise: the reference's own absolute uncertainty.
+      rtol: the tolerance the error is held to (needed when ``noise`` is given).
+
+    Returns:
+      ``max(max |ref|, terms, noise / rtol, 1e-6 · peak, tiny)``.
+    """
+    size = float(np.max(np.abs(np.asarray(ref)), initial=0.0))
+    from_noise = noise / rtol if noise and rtol else 0.0
+    return max(size, terms, from_noise, PEAK_FRACTION * peak, float(np.finfo(dtype).tiny))
+
+
+def fd_noise(dtype: Any, magnitude: float) -> float:
+    """The rounding noise of a central difference with step h = ε^(1/3): ``10 ε^(2/3)`` times the
+    size of the function's values (at least 1), the absolute uncertainty of its estimate."""
+    eps = float(np.finfo(dtype).eps)
+    return NOISE_ULPS * eps ** (2 / 3) * max(1.0, magnitude)
+
+
+def sensitivity(
+    grad_fn: Callable[..., PyTree], inputs: tuple, seed: int = 0, directions: int = 2
+) -> PyTree:
+    """How much ``grad_fn(*inputs)`` moves when every input moves by its own size: ``S``.
+
+    For each of ``directions`` random sign vectors s, the central difference of ``grad_fn`` along
+    δz = s ⊙ z over all floating-point leaves z of ``inputs`` (parameters and data alike), with a
+    relative step of 1e-4; ``S`` is the root mean square of those changes, elementwise. It is the
+    size of the terms whose sum is the gradient (for least squares, (2/N) ΦᵀΦθ and (2/N) Φᵀy,
+    which cancel at the minimum), and ``NOISE_ULPS · ε · S`` is the uncertainty that rounding the
+    inputs alone puts on any computed gradient.
+
+    Args:
+      grad_fn: the reference gradient, ``(*inputs) -> pytree`` (already jitted where wanted).
+      inputs: its arguments.
+      seed: seeds the sign vectors.
+      directions: how many sign vectors.
+
+    Returns:
+      A pytree like ``grad_fn``'s output of non-negative NumPy arrays.
+    """
+    leaves, treedef = jax.tree.flatten(inputs)
+    rng = np.random.default_rng(seed)
+    t = 1e-4
+    total = None
+    for _ in range(directions):
+        signs = [
+            rng.choice([-1.0, 1.0], size=np.shape(leaf)) if _is_float(leaf) else None
+            for leaf in leaves
+        ]
+
+        def moved(sign: float, signs: list = signs) -> PyTree:
+            new = [
+                leaf
+                if s is None
+                else leaf + jnp.asarray(sign * t * s, jnp.result_type(leaf)) * leaf
+                for leaf, s in zip(leaves, signs, strict=True)
+            ]
+            return grad_fn(*jax.tree.unflatten(treedef, new))
+
+        plus, minus = moved(1.0), moved(-1.0)
+
+        def squared_change(a: Any, b: Any) -> np.ndarray:
+            return ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) / (2 * t)) ** 2
+
+        change = jax.tree.map(squared_change, plus, minus)
+        total = change if total is None else jax.tree.map(np.add, total, change)
+    return jax.tree.map(lambda v: np.sqrt(v / directions), total)
+
+
+def _is_float(x: Any) -> bool:
+    # Only arrays and numbers: jnp.result_type("double") would read a string as a dtype name.
+    if not isinstance(x, (jax.Array, np.ndarray, np.generic, float)):
+        return False
+    return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
+
+
+# ---------------------------------------------------------------------------------------------
+# One comparison.
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A hand value against one reference.
+
+    Attributes:
+      reference: what it was compared with: ``"jax.grad"``, ``"finite differences"``, …
+      max_abs: the largest absolute error.
+      max_rel: ``max_abs`` over the scale (:func:`reference_scale`).
+      worst_index: the index of the element with the largest absolute error.
+      hand: the hand value at that element.
+      ref: the reference value at that element.
+      n_compared: how many elements were compared.
+      rtol: the tolerance ``max_rel`` was held to.
+    """
+
+    reference: str
+    max_abs: float
+    max_rel: float
+    worst_index: tuple[int, ...]
+    hand: float
+    ref: float
+    n_compared: int
+    rtol: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_rel) and self.max_rel <= self.rtol)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["worst_index"] = list(self.worst_index)
+        d["ok"] = self.ok
+        for k in ("max_abs", "max_rel", "hand", "ref"):
+            d[k] = json_float(d[k])
+        return d
+
+
+def compare(
+    reference: str,
+    hand: Any,
+    ref: Any,
+    *,
+    rtol: float,
+    dtype: Any = None,
+    scale: float | None = None,
+    peak: float = 0.0,
+    terms: float = 0.0,
+    noise: float = 0.0,
+    index_of: Callable[[int], tuple[int, ...]] | None = None,
+) -> Comparison:
+    """Compares a hand value with a reference, elementwise: the one comparison of jaxprop.
+
+    Args:
+      reference: the reference's name, for the report.
+      hand: the hand values, an array.
+      ref: the reference values, an array of the same size.
+      rtol: the tolerance on the relative error.
+      dtype: the dtype of the check (default: ``ref``'s).
+      scale: the scale, when already computed by :func:`reference_scale`; otherwise it is
+        computed from ``ref``, ``peak``, ``terms`` and ``noise`` by that rule.
+      peak, terms, noise: as for :func:`reference_scale`.
+      index_of: maps a flat position to the index reported (default: the index in ``ref``'s
+        shape).
+
+    Returns:
+      The :class:`Comparison`; a non-finite error makes ``max_rel`` infinite (a failure).
+    """
+    hand_flat = np.ravel(np.asarray(hand))
+    ref_arr = np.asarray(ref)
+    ref_flat = np.ravel(ref_arr)
+    if index_of is None:
+        shape = ref_arr.shape
+
+        def index_of(k: int) -> tuple[int, ...]:
+            return tuple(int(i) for i in np.unravel_index(k, shape)) if shape else ()
+
+    err = np.abs(hand_flat - ref_flat)
+    if err.size == 0:
+        # A leaf with no elements (shape (0,), say) has nothing to disagree on.
+        return Comparison(reference, 0.0, 0.0, (), 0.0, 0.0, 0, rtol)
+    if scale is None:
+        scale = reference_scale(
+            ref_arr,
+            dtype=ref_arr.dtype if dtype is None else dtype,
+            peak=peak,
+            terms=terms,
+            noise=noise,
+            rtol=rtol,
+        )
+    if not np.all(np.isfinite(err)):
+        k = int(np.argmax(~np.isfinite(err)))
+        max_abs = max_rel = math.inf
+    else:
+        k = int(np.argmax(err))
+        max_abs = float(err[k])
+        max_rel = max_abs / scale
+    return Comparison(
+        reference=reference,
+        max_abs=max_abs,
+        max_rel=max_rel,
+        worst_index=index_of(k),
+        hand=float(hand_flat[k]),
+        ref=float(ref_flat[k]),
+        n_compared=int(err.size),
+        rtol=rtol,
+    )
+
+
+def judge(
+    hand: Any,
+    ref: Any,
+    *,
+    what: str,
+    missing: str,
+    reference: str = "jax.grad",
+    **compare_kwargs: Any,
+) -> tuple[Comparison | None, str | None]:
+    """A hand array against its reference: the structural checks first, then :func:`compare`.
+
+    Args:
+      hand: the hand value (``None`` when the hand result has no such entry).
+      ref: the reference, an array.
+      what: what the hand value is, for the problem text (``"hand gradient"``, ``"hand
+        adjoint"``, ``"hand Jacobian"``).
+      missing: the problem text when ``hand`` is ``None``.
+      reference: the reference's name.
+      **compare_kwargs: ``rtol`` and the scale arguments of :func:`compare`.
+
+    Returns:
+      ``(comparison, problem)``: the comparison (``None`` when the shapes or dtypes do not even
+      allow one) and what is wrong with the hand value's structure or finiteness (or ``None``).
+    """
+    ref = np.asarray(ref)
+    if hand is None:
+        return None, missing
+    if jnp.shape(hand) != ref.shape:
+        return None, f"{what} has shape {jnp.shape(hand)}, expected {ref.shape}"
+    if jnp.result_type(hand) != ref.dtype:
+        return None, f"{what} has dtype {jnp.result_type(hand)}, expected {ref.dtype}"
+    hand = np.asarray(hand)
+    comparison = compare(reference, hand, ref, **compare_kwargs)
+    return comparison, None if np.all(np.isfinite(hand)) else f"{what} is not finite"
+
+
+def peak_of(refs: Iterable[Any]) -> float:
+    """The largest ``max |ref|`` over the leaves of one check (item 4 of the scale rule)."""
+    return max((float(np.max(np.abs(np.asarray(r)), initial=0.0)) for r in refs), default=0.0)
+
+
+def json_float(v: float) -> float | str:
+    """``v`` for JSON: non-finite numbers as their string (``"inf"``, ``"nan"``)."""
+    return float(v) if math.isfinite(v) else str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# One report family.
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One checked entry of a report (a gradient leaf, a node): its comparisons and its problem.
+
+    Subclasses declare their identifying fields (``path``, ``name``, ``shape``, …), then the
+    comparisons (fields of type :class:`Comparison` or ``None``) and ``problem``. A record passes
+    when it has no problem, has a comparison ``vs_auto`` (with the exact reference), and every
+    comparison passes.
+    """
+
+    @property
+    def comparisons(self) -> tuple[Comparison, ...]:
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return tuple(v for v in values if isinstance(v, Comparison))
+
+    @property
+    def ok(self) -> bool:
+        return (
+            getattr(self, "problem", None) is None
+            and getattr(self, "vs_auto", None) is not None
+            and all(c.ok for c in self.comparisons)
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the identifying fields, ``ok``, ``problem``, then every comparison."""
+        ident, comps = {}, {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "problem":
+                continue
+            if isinstance(value, Comparison) or value is None:
+                comps[f.name] = None if value is None else value.to_dict()
+            else:
+                ident[f.name] = list(value) if isinstance(value, tuple) else value
+        return {**ident, "ok": self.ok, "problem": getattr(self, "problem", None), **comps}
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The base of every report of jaxprop: a table of :class:`Record` entries.
+
+    Subclasses say which field holds the entries (``_entries``), which field of an entry names it
+    (``_key``), how the table's columns read (``_columns``) and what the report is called in
+    messages. ``ok`` is true when every entry passes (and :meth:`_extra_ok`); a report is truthy
+    exactly when it passes.
+    """
+
+    _entries: ClassVar[str] = "leaves"
+    _key: ClassVar[str] = "path"
+    _what: ClassVar[str] = "hand value"
+
+    def entries(self) -> tuple[Any, ...]:
+        """The checked entries, in the report's order."""
+        return tuple(getattr(self, self._entries))
+
+    def _extra_ok(self) -> bool:
+        return True
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for e in self.entries()) and self._extra_ok()
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """The names of the failing entries, in order."""
+        return tuple(getattr(e, self._key) for e in self.entries() if not e.ok)
+
+    def __getitem__(self, key: str) -> Any:
+        for e in self.entries():
+            if getattr(e, self._key) == key:
+                return e
+        names = [getattr(e, self._key) for e in self.entries()]
+        raise KeyError(f"no {self._kind()} {key!r}; {self._kind()}s are {names}")
+
+    @classmethod
+    def _kind(cls) -> str:
+        return "leaf" if cls._entries == "leaves" else cls._entries.rstrip("s")
+
+    def _header(self) -> dict:
+        """The fields of ``to_dict`` before ``failing`` and the entries."""
+        return {"name": getattr(self, "name", None), "ok": self.ok}
+
+    def _trailer(self) -> dict:
+        return {}
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: the header fields, ``failing``, and every entry's figures."""
+        return {
+            **self._header(),
+            "failing": list(self.failing),
+            **self._trailer(),
+            self._entries: [e.to_dict() for e in self.entries()],
+        }
+
+    def _failure_message(self) -> str:
+        return f"{self._what} is wrong at {', '.join(self.failing)}"
+
+    def raise_if_failed(self) -> Any:
+        """Returns the report if it passes.
+
+        Raises:
+          GradientCheckError: naming every failing entry, with the table.
+        """
+        if not self.ok:
+            raise GradientCheckError(f"{self._failure_message()}\n{self}")
+        return self
+
+
+def format_rows(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as a left-aligned table, columns two spaces apart (the first row is the
+    header): the one table layout of every report."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pytree helpers every checker uses.
+
+
+def leaf_path(path: Sequence[Any]) -> str:
+    """A readable name for a pytree key path: ``('layers', 0, 'A')`` becomes ``layers/0/A``."""
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts) if parts else "<root>"
+
+
+def paths(tree: PyTree) -> dict[str, Any]:
+    """The leaves of a pytree by :func:`leaf_path`, in flattening order."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {leaf_path(p): leaf for p, leaf in leaves}
+
+
+def cast(tree: PyTree, dtype: Any) -> PyTree:
+    """Casts the floating-point leaves of a pytree to ``dtype``; other leaves pass through."""
+
+    def cast_leaf(x: Any) -> Any:
+        if isinstance(x, (jax.Array, np.ndarray, float)) and jnp.issubdtype(
+            jnp.result_type(x), jnp.floating
+        ):
+            return jnp.asarray(x, dtype)
+        return x
+
+    return jax.tree.map(cast_leaf, tree)
+
+
+def finite_leaves_check(params: Mapping[str, Any] | PyTree) -> None:
+    """Raises ``ValueError`` naming the parameter leaves that are not finite (NaN or inf), which
+    would make every reference NaN and be blamed on the hand value."""
+    bad = [p for p, v in paths(params).items() if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        raise ValueError(f"parameters are not finite (NaN or inf) at leaf {', '.join(bad)}")
