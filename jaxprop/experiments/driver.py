@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop._io import atomic_write_json
+from jaxprop.core import relative_difference
 from jaxprop.experiments.data import Dataset
 from jaxprop.experiments.plots import write_plots
 from jaxprop.experiments.table import Experiment, get_experiment, make_optimizer
@@ -32,9 +33,8 @@ def _accuracy(out, Y) -> float:
 
 def loss_curve_max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     """``max_t |a_t − b_t| / |b_t|``: the largest relative difference between two loss curves."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    with np.errstate(invalid="ignore"):  # a diverged run's inf − inf: NaN, the honest answer
-        return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
+    # A diverged run's inf − inf is NaN, the honest answer.
+    return float(np.max(relative_difference(a, b)))
 
 
 def run_experiment(

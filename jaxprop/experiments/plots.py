@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop._io import pyplot, save_figure
+from jaxprop.core import relative_difference
 
 __all__ = ["plot_decision_boundary", "plot_fit", "plot_loss_curves", "write_plots"]
 
@@ -43,8 +44,7 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
     ax.grid(alpha=0.3)
     if both:
         (a, la), (b, lb) = curves.items()
-        with np.errstate(invalid="ignore", over="ignore"):  # a diverged run's inf − inf
-            rel = np.abs(np.asarray(la) - np.asarray(lb)) / np.maximum(np.abs(lb), 1e-300)
+        rel = relative_difference(la, lb)  # a diverged run's inf − inf: NaN
         ax2 = axes[1, 0]
         ax2.plot(np.arange(1, len(rel) + 1), np.maximum(rel, 1e-18), color="C3", lw=0.8)
         ax2.set_yscale("log")

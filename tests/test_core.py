@@ -1,0 +1,177 @@
+"""The verification core: one policy in one module, a passive contract, and the scale rule at a
+stationary point (where every true gradient is round-off) and away from it."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxprop
+
+PACKAGE = pathlib.Path(jaxprop.__file__).parent
+CHECKER = ("jaxprop.core", "jaxprop.check", "jaxprop.nodes", "jaxprop.verify")
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path) -> list[tuple[str, list[str]]]:
+    """Every ``import`` of a jaxprop module in a file (at any depth): (module, names)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jaxprop"):
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.startswith("jaxprop")]
+    return found
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the jaxprop modules it imports. ``from jaxprop.a import b`` is an edge to
+    ``jaxprop.a.b`` when that is a module, else to ``jaxprop.a``; the root package, which only
+    re-exports, is left out."""
+    graph = {}
+    for name, path in MODULES.items():
+        edges = set()
+        for module, names in _imports(path):
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
+            edges |= set(targets) if targets and len(targets) == len(names) else {module}
+        graph[name] = {e for e in edges if e != "jaxprop" and e != name}
+    return graph
+
+
+def test_no_import_circle_in_the_package():
+    graph, cycles = _graph(), []
+
+    def visit(node, stack):
+        for nxt in graph.get(node, ()):
+            if nxt in stack:
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif len(stack) < 30:
+                visit(nxt, [*stack, nxt])
+
+    for name in graph:
+        visit(name, [name])
+    assert not cycles, f"import circles: {sorted(set(cycles))[:5]}"
+
+
+def test_the_contract_imports_nothing_of_the_checker():
+    model_imports = [m for m, _ in _imports(MODULES["jaxprop.model"])]
+    assert not [m for m in model_imports if m in CHECKER], model_imports
+    for name, path in MODULES.items():
+        if name.startswith("jaxprop.models"):
+            private = [
+                f"{m}.{n}" for m, names in _imports(path) if m in CHECKER for n in names
+                if n.startswith("_")
+            ]  # fmt: skip
+            assert not private, f"{name} imports private names of the checker: {private}"
+
+
+def test_tolerance_numbers_and_the_scale_rule_live_in_the_core_only():
+    # The tolerances (1e-10, 1e-6, 1e-4, 1e-2 by dtype), the peak fraction, and the floors a
+    # relative error was once given in four files (1e-300, finfo(...).tiny, "* 1e-6").
+    pattern = re.compile(r"1e-300|\.tiny\b|\* 1e-6|1e-10|_TOLERANCES|PEAK_FRACTION\s*=")
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{i}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "core.py"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith(("#", "float64", "float32"))
+    ]
+    assert not offenders, offenders
+    assert "_TOLERANCES = {" in (PACKAGE / "core.py").read_text()
+
+
+def test_every_report_shares_the_core_base():
+    for cls in (jaxprop.GradReport, jaxprop.NodeReport, jaxprop.ModelReport):
+        assert issubclass(cls, jaxprop.Report)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stationary point: a correct least-squares gradient at the minimiser.
+
+
+def _normal_form(p, Phi, y):
+    # ∂L/∂θ = (2/N)(ΦᵀΦθ − Φᵀy), 002_dadcaa6bdb722c5e.txt (5.83) over N, summed in another order
+    # than jax.grad does: at the minimum the two differ by round-off only.
+    N = Phi.shape[0]
+    return {"theta": 2 / N * (Phi.T @ (Phi @ p["theta"]) - Phi.T @ y)}
+
+
+@pytest.fixture(scope="module")
+def minimum():
+    model = jaxprop.get_model("least-squares")
+    with jax.enable_x64(True):
+        kx, ky = jax.random.split(jax.random.key(0))
+        Phi = jax.random.normal(kx, (200, 8), jnp.float64)
+        y = jax.random.normal(ky, (200,), jnp.float64)
+        theta = jnp.linalg.lstsq(Phi, y)[0]
+    return model, {"theta": theta}, Phi, y
+
+
+def test_a_correct_gradient_at_the_minimum_passes(minimum):
+    model, p, Phi, y = minimum
+    with jax.enable_x64(True):
+        true = np.asarray(jax.grad(model.loss)(p, Phi, y)["theta"])
+        hand = np.asarray(_normal_form(p, Phi, y)["theta"])
+    assert np.max(np.abs(true)) < 1e-14  # every true gradient is round-off ...
+    assert np.max(np.abs(hand - true)) > np.max(np.abs(true)) / 10  # ... and so is the hand one
+    report = jaxprop.check_grads(model.loss, _normal_form, p, Phi, y)
+    assert report.ok, str(report)
+    assert report["theta"].vs_auto.max_rel < 1e-11  # relative to the terms, not to the round-off
+
+
+def test_one_element_off_by_1e_3_at_the_minimum_fails(minimum):
+    model, p, Phi, y = minimum
+
+    def off(p, Phi, y):
+        return {"theta": _normal_form(p, Phi, y)["theta"].at[3].add(1e-3)}
+
+    report = jaxprop.check_grads(model.loss, off, p, Phi, y)
+    assert report.failing == ("theta",)
+    assert report["theta"].vs_auto.worst_index == (3,)
+    assert report["theta"].vs_auto.max_rel > 1.0
+
+
+def test_an_all_zero_hand_gradient_at_the_minimum_prints_a_finite_small_error(minimum):
+    # With the scale max|ref| alone the quotient was round-off over round-off, or 1e-16 / tiny.
+    model, p, Phi, y = minimum
+    zero = jaxprop.check_grads(model.loss, lambda p, *_: jax.tree.map(jnp.zeros_like, p), p, Phi, y)
+    assert zero.ok and zero["theta"].vs_auto.max_rel < 1e-10
+
+
+def test_away_from_the_minimum_the_scale_is_the_reference_itself(minimum):
+    model, p, Phi, y = minimum
+    p = {"theta": p["theta"] + 0.5}
+    with jax.enable_x64(True):
+        true = np.asarray(jax.grad(model.loss)(p, Phi, y)["theta"])
+
+    def off(p, Phi, y):  # one element off by 1e-6 of the largest gradient
+        return {"theta": _normal_form(p, Phi, y)["theta"].at[0].add(1e-6 * np.max(np.abs(true)))}
+
+    good = jaxprop.check_grads(model.loss, _normal_form, p, Phi, y, fd=False)
+    bad = jaxprop.check_grads(model.loss, off, p, Phi, y, fd=False)
+    assert good.ok and not bad.ok
+    c = bad["theta"].vs_auto
+    assert c.max_rel == pytest.approx(c.max_abs / np.max(np.abs(true)), rel=1e-12)
+    assert c.max_rel == pytest.approx(1e-6, rel=1e-6)
+
+
+def test_reference_scale_is_the_largest_of_its_terms():
+    ref = np.array([0.5, -2.0])
+    assert jaxprop.reference_scale(ref, dtype="float64") == 2.0
+    assert jaxprop.reference_scale(ref, dtype="float64", terms=7.0) == 7.0
+    assert jaxprop.reference_scale(ref, dtype="float64", noise=1e-9, rtol=1e-10) == 10.0
+    assert jaxprop.reference_scale(ref, dtype="float64", peak=1e7) == pytest.approx(10.0)
+    assert jaxprop.reference_scale(np.zeros(2), dtype="float64") == np.finfo(np.float64).tiny
