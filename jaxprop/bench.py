@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop._io import atomic_write_bytes, atomic_write_json, pyplot, save_figure
-from jaxprop.models import get_model, seed002
+from jaxprop.models import get_model
 from jaxprop.timing import compile_time, time_side_by_side
 from jaxprop.verify import random_point
 
@@ -195,14 +195,13 @@ def default_grad_cases() -> list[GradCase]:
     batch 512 and a 1024-1024-1024-1024 network at batch 1,024 (seed 002's K-layer network, ReLU
     hidden layers, identity output); seed 003's per-neuron and per-layer forms at 64-256-256-10.
 
-    The models are the registered ones (:func:`jaxprop.get_model`), but for the K-layer network:
-    the registered ``k-layer`` has a sigmoid at every layer and a K-layer network's activations are
-    fixed when it is built (its init takes only the sizes), so the ReLU network comes from seed
-    002's factory."""
+    The models are the registered ones (:func:`jaxprop.get_model`); the ReLU K-layer network is
+    the registered ``k-layer`` built for other activations (``get_model("k-layer",
+    activations=...)``)."""
     tanh_softmax = get_model("tanh-softmax")
     s001 = {"n_in": 2, "n_hidden": 500, "n_out": 2}
     relu3 = ("relu", "relu", "identity")
-    k_layer = seed002.k_layer(relu3)
+    k_layer = get_model("k-layer", activations=relu3)
     sig3 = ("sigmoid",) * 3  # the registered neuron nets' activation, at each of the 3 layers
     return [
         GradCase("seed001 2-500-2 b200", tanh_softmax, s001, 200, numpy_grad_tanh_softmax),

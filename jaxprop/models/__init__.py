@@ -11,11 +11,15 @@ True
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 from jaxprop.example import Example
 from jaxprop.model import Model
 from jaxprop.models import seed000, seed001, seed002, seed002_calculus, seed002_lecture, seed003
 
-__all__ = ["REGISTRY", "get_model", "model_names", "register"]
+__all__ = ["FACTORIES", "REGISTRY", "get_model", "model_names", "register"]
 
 REGISTRY: dict[str, Model | Example] = {}  # or any entry with name, source and check()
 
@@ -32,16 +36,43 @@ def register(model: Model) -> Model:
     return model
 
 
-def get_model(name: str) -> Model:
-    """The registered model called ``name``.
+# Entries whose configuration is a choice (the activations of seed 002's K layers): the factory
+# that builds the entry for another choice, by the entry's name.
+FACTORIES: dict[str, Callable[..., Model]] = {"k-layer": seed002.k_layer}
+
+
+def get_model(name: str, **config: Any) -> Model:
+    """The registered model called ``name``; with ``config``, the same system built for another
+    configuration by its factory.
+
+    >>> get_model("k-layer", activations=("relu", "identity")).name
+    'k-layer[relu,identity]'
+
+    Args:
+      name: a name in :func:`model_names`.
+      **config: the factory's options (``activations=`` for ``"k-layer"``).
 
     Raises:
-      ValueError: for an unknown name; the message lists the registered ones.
+      ValueError: for an unknown name (the message lists the registered ones), or ``config``
+        for an entry that has no factory or options the factory does not take.
     """
     try:
-        return REGISTRY[name]
+        entry = REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; expected one of {model_names()}") from None
+    if not config:
+        return entry
+    if name not in FACTORIES:
+        raise ValueError(
+            f"model {name!r} has one configuration; options {sorted(config)} are for "
+            f"{sorted(FACTORIES)}"
+        )
+    factory = FACTORIES[name]
+    options = sorted(inspect.signature(factory).parameters)
+    unknown = sorted(set(config) - set(options))
+    if unknown:
+        raise ValueError(f"model {name!r} takes the options {options}, got {unknown}")
+    return factory(**config)
 
 
 def model_names() -> list[str]:
