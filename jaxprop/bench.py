@@ -17,12 +17,14 @@ import os
 import pathlib
 import platform
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxprop._io import atomic_write_bytes, atomic_write_json, pyplot, save_figure
+from jaxprop.model import Model
 from jaxprop.models import get_model
 from jaxprop.timing import compile_time, time_side_by_side
 from jaxprop.verify import random_point
@@ -35,6 +37,7 @@ def xla_flops(fn: Callable, *args) -> float:
     analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
     if isinstance(analysis, list):  # older JAX returns one dict per device
         analysis = analysis[0]
+    assert analysis is not None, "XLA gives no cost analysis on this backend"
     return float(analysis.get("flops", math.nan))
 
 
@@ -62,7 +65,7 @@ def numpy_grad_tanh_softmax(p, x, Y):
     return {"W1": x.T @ dz1, "b1": dz1.sum(0), "W2": a1.T @ dz2, "b2": dz2.sum(0)}
 
 
-_NP_ACT = {
+_NP_ACT: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     # activation: (σ(z), σ′ from the saved output a = σ(z) and z)
     "identity": (lambda z: z, lambda a, z: np.ones_like(z)),
     "relu": (lambda z: np.maximum(z, 0), lambda a, z: (z > 0).astype(z.dtype)),
@@ -110,7 +113,7 @@ class GradCase:
     """One gradient benchmark case: a model at a size, and its NumPy reference."""
 
     name: str
-    model: object
+    model: Model
     sizes: dict
     batch: int
     numpy_grad: Callable | None
@@ -131,12 +134,13 @@ def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
         "auto_jit": lambda: auto_jit(params, x, Y),
     }
     times = time_side_by_side(fns, repeats=repeats, min_time_s=0.2)
-    if case.numpy_grad is not None:
+    numpy_grad = case.numpy_grad
+    if numpy_grad is not None:
         # NumPy in a phase of its own: its BLAS threads spin after each call and would slow
         # whichever JAX call came next.
         np_args = _to_numpy((params, x, Y))
         times |= time_side_by_side(
-            {"numpy": lambda: case.numpy_grad(*np_args)}, repeats=repeats, min_time_s=0.2
+            {"numpy": lambda: numpy_grad(*np_args)}, repeats=repeats, min_time_s=0.2
         )
     fwd = xla_flops(model.loss, params, x, Y)
     flops = {
@@ -190,6 +194,14 @@ def _numpy_k_layer(activations):
     return grad
 
 
+def _network(name: str, **config: Any) -> Model:
+    """The registered network ``name`` (:func:`jaxprop.get_model`), typed as a :class:`Model`:
+    every benchmarked entry is a network, not a self-checking example."""
+    model = get_model(name, **config)
+    assert isinstance(model, Model), name
+    return model
+
+
 def default_grad_cases() -> list[GradCase]:
     """The issue's cases: seed 001 at batch 200 and 4,096; a digits-size network 64-256-256-10 at
     batch 512 and a 1024-1024-1024-1024 network at batch 1,024 (seed 002's K-layer network, ReLU
@@ -198,10 +210,10 @@ def default_grad_cases() -> list[GradCase]:
     The models are the registered ones (:func:`jaxprop.get_model`); the ReLU K-layer network is
     the registered ``k-layer`` built for other activations (``get_model("k-layer",
     activations=...)``)."""
-    tanh_softmax = get_model("tanh-softmax")
+    tanh_softmax = _network("tanh-softmax")
     s001 = {"n_in": 2, "n_hidden": 500, "n_out": 2}
     relu3 = ("relu", "relu", "identity")
-    k_layer = get_model("k-layer", activations=relu3)
+    k_layer = _network("k-layer", activations=relu3)
     sig3 = ("sigmoid",) * 3  # the registered neuron nets' activation, at each of the 3 layers
     return [
         GradCase("seed001 2-500-2 b200", tanh_softmax, s001, 200, numpy_grad_tanh_softmax),
@@ -214,11 +226,11 @@ def default_grad_cases() -> list[GradCase]:
             "seed002 1024x4 b1024", k_layer, {"sizes": (1024,) * 4}, 1024, _numpy_k_layer(relu3)
         ),
         GradCase(
-            "seed003 per-layer 64-256-256-10 b512", get_model("neuron-delta-per-layer"),
+            "seed003 per-layer 64-256-256-10 b512", _network("neuron-delta-per-layer"),
             {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
         ),
         GradCase(
-            "seed003 per-neuron 64-256-256-10 b512", get_model("neuron-delta-per-neuron"),
+            "seed003 per-neuron 64-256-256-10 b512", _network("neuron-delta-per-neuron"),
             {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
         ),
     ]  # fmt: skip

@@ -19,13 +19,13 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the contract is passive: no checker at run time
-    from jaxprop.core import Report
+    from jaxprop.check import GradReport
 
 
 class RunFn(Protocol):
     """``run(*, seed, dtype, jit, batch) -> report``: an example's own check."""
 
-    def __call__(self, *, seed: int, dtype: Any, jit: bool, batch: int) -> Report: ...
+    def __call__(self, *, seed: int, dtype: Any, jit: bool, batch: int) -> GradReport: ...
 
 
 __all__ = ["Example"]
@@ -48,7 +48,7 @@ class Example:
 
     def check(
         self, *, seed: int = 0, dtype: Any = "float64", jit: bool = True, batch: int = 16
-    ) -> Report:
+    ) -> GradReport:
         """Runs the example's check; the report carries the example's name and source."""
         report = self.run(seed=seed, dtype=dtype, jit=jit, batch=batch)
         return dataclasses.replace(report, name=self.name, source=self.source)

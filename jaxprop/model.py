@@ -73,7 +73,9 @@ Saved = Mapping[str, Array]
 class InitFn(Protocol):
     """``init(key, **sizes) -> params``: a plain pytree of arrays (a dict)."""
 
-    def __call__(self, key: Array, /, **sizes: Any) -> Params: ...
+    # ``*args: Any, **sizes: Any`` reads as "any parameters after the key", so each model's init
+    # with its own named sizes (``n_in``, ``sizes``, ``dtype``, ...) fits the contract.
+    def __call__(self, key: Array, /, *args: Any, **sizes: Any) -> Params: ...
 
 
 class ForwardFn(Protocol):
@@ -254,14 +256,16 @@ class Model:
         """The scalar loss L(params; x, Y), the mean over the batch."""
         out, _ = self.run_forward(params, x, taps)
         self.check_labels(out, Y)
+        assert isinstance(self.objective, Loss)  # a name is resolved in __post_init__
         return self.objective.fn(out, Y)
 
-    def run_forward(self, params: Params, x: Array, taps=None) -> tuple[Array, dict]:
+    def run_forward(self, params: Params, x: Array, taps=None) -> tuple[Array, Saved]:
         """``forward(params, x, taps)``, checked to return ``(out, saved)`` with ``saved`` a dict.
 
         Raises:
           TypeError: naming what ``forward`` returned instead.
         """
+        assert self.forward is not None  # __post_init__ rejects a model without forward
         result = self.forward(params, x, taps)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
             raise TypeError(
@@ -270,7 +274,7 @@ class Model:
             )
         return result
 
-    def backward_from(self, params: Params, x: Array, Y: Array) -> tuple[Params, dict]:
+    def backward_from(self, params: Params, x: Array, Y: Array) -> tuple[Params, Saved]:
         """Runs the forward pass, then the hand backward: ``(grads, adjoints)``.
 
         Raises:
@@ -279,6 +283,7 @@ class Model:
         """
         out, saved = self.run_forward(params, x)
         self.check_labels(out, Y)
+        assert self.backward is not None  # __post_init__ rejects a model without backward
         result = self.backward(params, x, saved, Y)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
             raise TypeError(
@@ -295,6 +300,7 @@ class Model:
         """The loss and the hand-derived gradient from one forward pass."""
         out, saved = self.run_forward(params, x)
         self.check_labels(out, Y)
+        assert self.backward is not None and isinstance(self.objective, Loss)  # __post_init__
         grads, _ = self.backward(params, x, saved, Y)
         return self.objective.fn(out, Y), grads
 

@@ -173,7 +173,9 @@ def _check_gradient_output(value_and_grad, params, xb, Yb) -> None:
     ):
         raise ValueError(f"the loss must be a real scalar, got {_describe(loss)}")
     expected, got = jax.tree.structure(params), jax.tree.structure(grads)
-    if expected != got:
+    # jax annotates tree.structure with ``PyTreeDef = pytree.PyTreeDef``, a variable mypy cannot
+    # resolve as a type (it reveals ``PyTreeDef?``), so it finds no ``!=`` on it.
+    if expected != got:  # type: ignore[operator]
         raise ValueError(
             f"the gradient has the structure {got}; expected that of the parameters, {expected}"
         )
@@ -227,12 +229,14 @@ def check_seed(seed) -> int:
     Raises:
       ValueError: for anything else (a negative, too large or non-integer seed).
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+    # typeshed's numbers.Integral declares __lt__ and __le__ but not the reflected __ge__ that
+    # ``0 <= seed`` needs; every concrete Integral (int, np.int64) compares with an int.
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:  # type: ignore[operator]
         raise ValueError(f"seed must be an integer between 0 and 2**32 - 1, got {seed!r}")
     return int(seed)
 
 
-def _examples(name: str, a) -> jax.Array:
+def _examples(name: str, a) -> jax.Array | np.ndarray:
     """``a`` as an array with one example per row, or a ValueError naming it."""
     if not isinstance(a, jax.Array | np.ndarray):
         raise ValueError(
@@ -252,8 +256,8 @@ def _examples(name: str, a) -> jax.Array:
 
 def train(
     params: Params,
-    x: jax.Array,
-    Y: jax.Array,
+    x: jax.Array | np.ndarray,
+    Y: jax.Array | np.ndarray,
     optimizer: optax.GradientTransformation,
     *,
     steps: int,
@@ -327,6 +331,7 @@ def train(
             raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
     full_batch = batch_size is None or batch_size == n
     batch = n if full_batch else batch_size
+    assert batch is not None  # full_batch when batch_size is None
     if mesh is not None and BATCH_AXIS not in mesh.axis_names:
         raise ValueError(
             f"mesh has axes {mesh.axis_names}: expected one named {BATCH_AXIS!r} (see data_mesh)"

@@ -78,6 +78,7 @@ def _da1_printed(params, saved, dz2):
 def _dz1_printed_order(params, saved, dz2):
     """001 eqs (16)-(17) as printed: (1 − tanh² z1)(y − ŷ) W2ᵀ, the tanh′ factor applied to the
     adjoint of z2 BEFORE the product with W2ᵀ (sign corrected, so that only the order differs)."""
+    assert _tanh.deriv is not None  # tanh is elementwise
     return (_tanh.deriv(saved["z1"]) * dz2) @ params["W2"].T
 
 
@@ -139,9 +140,11 @@ def sigmoid_model(backward: Callable, name: str) -> jaxprop.Model:
     Bernoulli(½) bits of shape (B, n_out).
     """
     base = seed001.tanh_softmax()
+    base_sample = base.sample
+    assert base_sample is not None  # seed 001's model has a sample
 
     def sample(key, params, batch):
-        x, _ = base.sample(key, params, batch)
+        x, _ = base_sample(key, params, batch)
         k = jax.random.fold_in(key, 1)
         Y = jax.random.bernoulli(k, 0.5, (batch, params["b2"].shape[0])).astype(x.dtype)
         return x, Y

@@ -96,6 +96,7 @@ def markdown(results: Sequence[Result]) -> str:
             f"- {s.note}",
         ]
         if r.shape_error:
+            assert s.wrong_sizes is not None  # a shape error is found at wrong_sizes only
             out.append(f"- As printed at {_sizes(s.wrong_sizes)}: `{r.shape_error}`")
         out += [
             "",
@@ -118,8 +119,8 @@ def markdown(results: Sequence[Result]) -> str:
     ev = evidence.loss_sign()
     out.append(_table([(k, f"{v:.6g}") for k, v in ev.items()], ("quantity", "value")))
     out += ["", "## 001 eq (6): values", ""]
-    ev = evidence.sigmoid_derivative()
-    out.append(_table([(k, ", ".join(map(str, v))) for k, v in ev.items()], ("", "values")))
+    values = evidence.sigmoid_derivative()
+    out.append(_table([(k, ", ".join(map(str, v))) for k, v in values.items()], ("", "values")))
     out += ["", "## Slips of notation, and forms that only inherit a slip above", ""]
     out.append(_table(evidence.NOTATION, ("doc", "where", "as printed", "should read")))
     out += ["", "## Checked and found correct", "",
@@ -174,5 +175,6 @@ def format_table(results: Sequence[Result]) -> str:
         if problem is not None:
             out.append(f"    error:      {problem}")
         if r.shape_error:
+            assert r.slip.wrong_sizes is not None  # a shape error is found at wrong_sizes only
             out.append(f"    at {_sizes(r.slip.wrong_sizes)}: {r.shape_error}")
     return "\n".join(out)

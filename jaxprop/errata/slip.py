@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -165,7 +166,9 @@ _POINTS: dict = {}
 def _point(model: jaxprop.Model, sizes: dict) -> tuple:
     """Random parameters and data for ``model``, drawn once per network family and sizes (the
     as-printed and corrected variants of a slip share their forward pass, init and sample)."""
-    family = tuple((fn.__module__, fn.__qualname__) for fn in (model.init, model.sample))
+    assert model.init is not None and model.sample is not None  # every slip's model has both
+    fns: tuple[Callable[..., Any], ...] = (model.init, model.sample)
+    family = tuple((fn.__module__, fn.__qualname__) for fn in fns)
     key = (family, tuple(sorted(sizes.items())))
     if key not in _POINTS:
         k1, k2 = jax.random.split(jax.random.key(SEED))

@@ -112,10 +112,14 @@ def run_experiment(
                     f"{exp.name}"
                 )
             batch_size = n_train  # the experiment's default on a smaller data set: full batch
+        # "default" is resolved above, and any other string fails the comparison with n_train.
+        assert not isinstance(batch_size, str)
         model = exp.model()
         x, Y = jnp.asarray(ds.x_train, dt), jnp.asarray(ds.Y_train, dt)
         params0 = exp.init_params(model, jax.random.key(seed), dt)
-        forward = jax.jit(lambda p, x: model.forward(p, x)[0])
+        model_forward = model.forward
+        assert model_forward is not None  # a Model always has a forward pass
+        forward = jax.jit(lambda p, x: model_forward(p, x)[0])
         full_loss = jax.jit(model.loss)
         start = time.perf_counter()
         runs, results = {}, {}

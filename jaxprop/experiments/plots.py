@@ -3,6 +3,8 @@ lazily through :func:`jaxprop._io.pyplot`, Agg backend; every PNG is written ato
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +35,10 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
         gridspec_kw={"height_ratios": [3, 1.3]} if both else None,
     )
     ax = axes[0, 0]
-    styles = {"manual": {"lw": 2.2, "alpha": 0.6}, "auto": {"lw": 1.0, "ls": "--"}}
+    styles: dict[str, dict[str, Any]] = {
+        "manual": {"lw": 2.2, "alpha": 0.6},
+        "auto": {"lw": 1.0, "ls": "--"},
+    }
     for source, losses in curves.items():
         steps = np.arange(1, len(losses) + 1)
         ax.plot(steps, losses, label=f"{source} gradient", **styles.get(source, {}))
@@ -91,7 +96,10 @@ def plot_fit(path, x_train, y_train, x_grid, y_grid, predictions: dict[str, np.n
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     ax.scatter(x_train[:, 0], y_train[:, 0], s=8, color="0.6", label="training data")
     ax.plot(x_grid[:, 0], y_grid[:, 0], color="k", lw=1.0, label="target")
-    styles = {"manual": {"lw": 2.2, "alpha": 0.6}, "auto": {"lw": 1.0, "ls": "--"}}
+    styles: dict[str, dict[str, Any]] = {
+        "manual": {"lw": 2.2, "alpha": 0.6},
+        "auto": {"lw": 1.0, "ls": "--"},
+    }
     for source, pred in predictions.items():
         ax.plot(x_grid[:, 0], np.asarray(pred)[:, 0], label=f"fit, {source} gradient",
                 **styles.get(source, {}))  # fmt: skip

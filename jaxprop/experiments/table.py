@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import cast
 
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +99,7 @@ class Experiment:
         """The initial parameters: ``init(model, key, dtype)`` if given, else ``model.init``."""
         if self.init is not None:
             return self.init(model, key, dtype)
+        assert model.init is not None  # every experiment's model has an init
         return model.init(key, **self.sizes, dtype=dtype)
 
 
@@ -108,11 +110,14 @@ class Experiment:
 
 
 def _registered(name: str) -> Callable[[], Model]:
-    return functools.partial(get_model, name)
+    # Every name given here is a network (a Model), not a self-checking Example.
+    return cast(Callable[[], Model], functools.partial(get_model, name))
 
 
 def _k_layer_tanh_sigmoid() -> Model:
-    return get_model("k-layer", activations=["tanh", "sigmoid"])
+    model = get_model("k-layer", activations=["tanh", "sigmoid"])
+    assert isinstance(model, Model)  # a factory builds a Model
+    return model
 
 
 def _zero_theta(model: Model, key, dtype):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from jaxprop.example import Example
 from jaxprop.model import Model
@@ -23,8 +23,10 @@ __all__ = ["FACTORIES", "REGISTRY", "get_model", "model_names", "register"]
 
 REGISTRY: dict[str, Model | Example] = {}  # or any entry with name, source and check()
 
+_Entry = TypeVar("_Entry", Model, Example)
 
-def register(model: Model) -> Model:
+
+def register(model: _Entry) -> _Entry:
     """Adds a model to the registry that ``jaxprop verify`` checks; returns it.
 
     Raises:
@@ -41,7 +43,7 @@ def register(model: Model) -> Model:
 FACTORIES: dict[str, Callable[..., Model]] = {"k-layer": seed002.k_layer}
 
 
-def get_model(name: str, **config: Any) -> Model:
+def get_model(name: str, **config: Any) -> Model | Example:
     """The registered model called ``name``; with ``config``, the same system built for another
     configuration by its factory.
 

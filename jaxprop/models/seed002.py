@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -179,6 +180,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
         acts = acts_for(K)
         # ∂L/∂f_K = 2 (f_K − y)ᵀ, over B for the batch mean ((5.114) with (5.81)).
         df = _loss.grad(saved[f"f{K}"], Y)
+        grads: list[dict[str, Any] | None]  # every entry is set, from the last layer down
         grads, adjoints = [None] * K, {}
         for i in range(K, 0, -1):
             layer, act = params[i - 1], acts[i - 1]
@@ -211,6 +213,7 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
         return x, Y
 
     if fixed is None:
+        assert isinstance(activations, (str, Activation))  # fixed is None for a single name
         act_name = get_activation(activations).name
         name = _NAME if act_name == "sigmoid" else f"{_NAME}[{act_name}]"
     else:

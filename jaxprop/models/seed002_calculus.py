@@ -396,7 +396,9 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
         two = check_jacobian(matrix_of_vector, dA_dx_flatten, x, C, D, label="approach 2", **kw)
         j1 = np.asarray(dA_dx_collate(x, C, D))
         j2 = np.asarray(dA_dx_flatten(x, C, D))
-    same = compare("approach 2", j1, j2, rtol=one.leaves[0].vs_auto.rtol, dtype=dtype)
+    vs_auto = one.leaves[0].vs_auto
+    assert vs_auto is not None  # compared with jax.jacobian (None only for a malformed leaf)
+    same = compare("approach 2", j1, j2, rtol=vs_auto.rtol, dtype=dtype)
     both = LeafReport(path="approach 1 = approach 2", shape=j1.shape, dtype=str(j1.dtype),
                       vs_auto=same)  # fmt: skip
     return GradReport(leaves=(*one.leaves, *two.leaves, both), dtype=one.dtype, loss=one.loss)

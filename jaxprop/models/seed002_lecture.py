@@ -138,6 +138,7 @@ def backward_paths_one(params, f0, saved, dE_df2):
     A1 = params["A1"]
     n1, n2 = A1.shape[1], A1.shape[0]
     row = dE_df2[None, :]  # (f2 − Y)ᵀ: a row vector, 1 × n2
+    assert _sigma.deriv is not None  # the sigmoid is elementwise
     df2_dZ2 = jnp.diag(_sigma.deriv(saved["Z2"]))  # ∂f2/∂Z2 = diagonal matrix of σ′ (path (1))
     dZ2_db1 = jnp.eye(n2, dtype=A1.dtype)  # ∂Z2/∂b1 = identity matrix (path (1))
     dZ2_df1 = A1  # ∂Z2/∂f1 = A1, a full n2 × n1 matrix (path (2); printed "Diagonal")
@@ -195,6 +196,7 @@ def dE_dalpha(params, f0, Y, layer: int, i: int, j: int):
             f"example, f0 of shape ({sizes['n0']},) and Y of shape ({sizes['n2']},)"
         )
     _, saved = _forward_one(params, f0, None)
+    assert _sigma.deriv is not None  # the sigmoid is elementwise
     dA_dalpha = jnp.zeros_like(A).at[i, j].set(1.0)  # ∂A/∂α
     f_in = f0 if layer == 0 else saved["f1"]
     dZ_dalpha = dA_dalpha @ f_in  # ∂Z/∂α = [∂A/∂α] f (paths (3), (4))
@@ -335,7 +337,9 @@ def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
         opt = optax.sgd(eta)
         updates, _ = opt.update(grads, opt.init(params), params)
         ref = optax.apply_updates(params, updates)
-    rtol = report.leaves[0].vs_auto.rtol
+    vs_auto = report.leaves[0].vs_auto
+    assert vs_auto is not None  # compared with jax.grad (None only for a malformed hand leaf)
+    rtol = vs_auto.rtol
     leaves = []
     for key in sorted(params):
         h, r = np.asarray(hand[key]), np.asarray(ref[key])

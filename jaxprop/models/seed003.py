@@ -179,6 +179,7 @@ def _dE_dout_hidden(k, w_next, delta_next):
 
 def _delta(k, dE_dout, in_, f: Activation):
     # δ_k = ∂E/∂in_k = ∂E/∂out_k · f′(in_k), f′ at the saved input in_k (003 [5], [10], [11]).
+    assert f.deriv is not None  # the activations are checked to be elementwise
     return dE_dout[k] * f.deriv(in_[k])
 
 
