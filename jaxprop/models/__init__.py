@@ -1,8 +1,10 @@
 """The built-in models, one module per source document, and their registry.
 
-A registry entry is anything with a ``name``, a ``source`` and a method
-``check(*, seed, dtype, jit, batch) -> GradReport``: every :class:`~jaxprop.Model` is one, and so is
-a worked example that is not a network (a Jacobian, a scalar function) but is verified the same way.
+A registry entry (:class:`jaxprop.model.Entry`) has a ``name`` and a ``source``, and is either a
+:class:`~jaxprop.Model` (the network contract, which :func:`jaxprop.verify_entry` checks at a random
+point) or has a check of its own, ``check(*, seed, dtype, jit, batch) -> GradReport``
+(:class:`jaxprop.model.SelfChecking`): an :class:`~jaxprop.Example`, a worked example that is not a
+network (a Jacobian, a scalar function) but is verified the same way.
 
 >>> from jaxprop import model_names
 >>> "tanh-softmax" in model_names()
