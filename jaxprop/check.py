@@ -40,8 +40,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -50,8 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxprop import fd
 from jaxprop.core import (
-    NOISE_ULPS,
+    FD_ERROR_MULTIPLE,
+    NOISE_MULTIPLE,
     Comparison,
     GradientCheckError,
     Record,
@@ -59,7 +63,6 @@ from jaxprop.core import (
     cast,
     compare,
     default_tolerances,
-    fd_noise,
     finite_leaves_check,
     format_rows,
     json_float,
@@ -68,7 +71,7 @@ from jaxprop.core import (
     paths,
     peak_of,
     precision,
-    sensitivity,
+    reference_scale,
     tolerances,
 )
 
@@ -168,15 +171,49 @@ class GradReport(Report):
     loss: float
     name: str | None = None
     source: str | None = None
+    reference_dtype: str | None = None
+    seed: int | None = None
+    replay: Callable[[str, tuple[int, ...]], fd.Estimate] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    def rerun(self, path: str, index: Sequence[int]) -> fd.Estimate:
+        """Re-runs the finite differences of one element exactly as the check took them (the
+        same ladder of steps, the same point): a failing element, reproduced.
+
+        Args:
+          path: the leaf, e.g. ``"W1"``.
+          index: the element's index in the leaf, e.g. ``report["W1"].vs_fd.worst_index``.
+
+        Returns:
+          The :class:`jaxprop.fd.Estimate` of that element (``value``, ``error``, ``left``,
+          ``right``, ``kink``, ``steps``).
+
+        Raises:
+          ValueError: if the report has no finite differences to re-run (``fd=False``, a
+            directional check, or a report built by hand).
+          KeyError: if that element was not among those the check sampled.
+        """
+        if self.replay is None:
+            raise ValueError(
+                "this report has no element-wise finite differences to re-run (fd=False, "
+                "fd_mode='directions', or a report not made by check_grads)"
+            )
+        return self.replay(path, tuple(int(i) for i in index))
 
     def _header(self) -> dict:
-        return {
+        head = {
             "name": self.name,
             "source": self.source,
             "ok": self.ok,
             "dtype": self.dtype,
             "loss": json_float(self.loss),
         }
+        if self.reference_dtype is not None:
+            head["reference_dtype"] = self.reference_dtype
+        if self.seed is not None:
+            head["seed"] = self.seed
+        return head
 
     def __str__(self) -> str:
         title = self.name or "gradient check"
@@ -184,12 +221,28 @@ class GradReport(Report):
         return head + "\n" + format_table(self.leaves)
 
 
+def leaf_status(leaf: LeafReport) -> str:
+    """A leaf's verdict in words: ok, or which reference disagreed; kinks and inconclusive
+    finite differences are counted."""
+    if leaf.problem:
+        return "FAIL: " + leaf.problem
+    notes = []
+    for c in (leaf.vs_auto, leaf.vs_fd):
+        if c is not None and c.kinks and c.reference.startswith("finite"):
+            notes.append(f"{len(c.kinks)} kink{'s' * (len(c.kinks) > 1)}")
+    if leaf.vs_fd is not None and leaf.vs_fd.inconclusive:
+        notes.append(f"FD inconclusive at {len(leaf.vs_fd.inconclusive)}")
+    if leaf.ok:
+        return "ok" + (f" ({', '.join(notes)})" if notes else "")
+    against = [c.reference for c in (leaf.vs_auto, leaf.vs_fd) if c is not None and not c.ok]
+    return "FAIL vs " + " and ".join(against) + (f" ({', '.join(notes)})" if notes else "")
+
+
 def format_table(leaves: Sequence[LeafReport]) -> str:
     """The per-leaf table of a report, one line per leaf."""
     rows = [("leaf", "shape", "rel err vs jax.grad", "worst at", "rel err vs FD", "n FD", "")]
     for leaf in leaves:
         a, f = leaf.vs_auto, leaf.vs_fd
-        status = "ok" if leaf.ok else ("FAIL: " + leaf.problem if leaf.problem else "FAIL")
         rows.append(
             (
                 leaf.path,
@@ -198,7 +251,7 @@ def format_table(leaves: Sequence[LeafReport]) -> str:
                 str(list(a.worst_index)) if a else "-",
                 f"{f.max_rel:.2e}" if f else "-",
                 str(f.n_compared) if f else "-",
-                status,
+                leaf_status(leaf),
             )
         )
     return format_rows(rows)
@@ -227,6 +280,8 @@ def check_grads(
     name: str | None = None,
     source: str | None = None,
     raise_on_failure: bool = False,
+    fd_mode: str = "auto",
+    fd_directions: int = 2,
 ) -> GradReport:
     """Checks a hand-written gradient against ``jax.grad`` and finite differences, leaf by leaf.
 
@@ -241,13 +296,20 @@ def check_grads(
         ``"float32"``.
       rtol: tolerance on the relative error against ``jax.grad``; defaults by dtype.
       fd: whether to compare with central finite differences too.
-      fd_rtol: tolerance against finite differences; defaults by dtype.
-      fd_samples: the most elements per leaf compared by finite differences.
+      fd_rtol: an extra relative allowance against finite differences (default: none; a hand
+        value agrees when within ``FD_ERROR_MULTIPLE`` of the estimate's own error plus
+        ``rtol`` × the leaf's scale, :mod:`jaxprop.fd`).
+      fd_samples: the most elements per leaf compared by finite differences (besides those
+        where jax.grad disagrees, examined for a kink).
       jit: run both gradients (and the finite differences) under ``jax.jit``.
       seed: chooses the elements sampled for finite differences (a non-negative integer).
       name: a name for the report (e.g. the model's).
       source: a citation for the report.
       raise_on_failure: raise :class:`GradientCheckError` instead of returning a failing report.
+      fd_mode: ``"elements"`` (finite differences element by element), ``"directions"``
+        (``fd_directions`` random directions per leaf: O(k) loss evaluations whatever the size),
+        or ``"auto"``: directions above ``jaxprop.fd.DIRECTIONS_ABOVE`` parameters.
+      fd_directions: how many random directions per leaf in directional mode.
 
     Returns:
       A :class:`GradReport`.
@@ -264,17 +326,29 @@ def check_grads(
     _require_functions("check_grads(loss_fn, grad_fn, params, *args)", loss_fn=loss_fn,
                        grad_fn=grad_fn)  # fmt: skip
     dtype, rtol, fd_rtol = _resolve(dtype, rtol, fd_rtol, fd_samples, seed)
+    if fd_mode not in ("auto", "elements", "directions"):
+        raise ValueError(f"fd_mode must be 'auto', 'elements' or 'directions', got {fd_mode!r}")
+    if (
+        isinstance(fd_directions, bool)
+        or not isinstance(fd_directions, (int, np.integer))
+        or (fd_directions < 1)
+    ):
+        raise ValueError(f"fd_directions must be an integer >= 1, got {fd_directions!r}")
     with precision(dtype):
         report = _check(
-            loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed
-        )
+            loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed,
+            fd_mode, int(fd_directions),
+        )  # fmt: skip
     report = dataclasses.replace(report, name=name, source=source)
     if raise_on_failure:
         report.raise_if_failed()
     return report
 
 
-def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed):
+def _check(
+    loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed, fd_mode,
+    fd_directions,
+):  # fmt: skip
     params, args = cast(params, dtype), cast(args, dtype)
     param_leaves = paths(params)
     if not param_leaves:
@@ -313,9 +387,11 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
     loss = float(loss)
     if not math.isfinite(loss):
         raise ValueError(f"the loss is not finite at these parameters: {loss}")
-    auto_fn = maybe_jit(jax.grad(loss_fn))
-    auto = auto_fn(params, *args)
     hand = maybe_jit(grad_fn)(params, *args)
+    # The reference: jax.grad of the same function in float64 (a low-precision hand gradient is
+    # held to the truth, not to jax.grad's own rounding in that precision), else in the dtype.
+    ref = _Reference.of(loss_fn, params, args, dtype, jit)
+    auto = ref.grad
 
     auto_leaves, hand_leaves = paths(auto), paths(hand)
     if (
@@ -330,37 +406,70 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
             "leaves of params; if it returns (grads, aux), check lambda *a: grad_fn(*a)[0]"
         )
     peak = peak_of(auto_leaves.values())
-    # jax.grad's own uncertainty: the rounding of its inputs, propagated (the core's scale rule,
-    # item 3); it keeps the scale from vanishing at a minimum, where every true gradient is ~0.
-    eps = float(np.finfo(dtype).eps)
-    noise = {
-        p: NOISE_ULPS * eps * float(np.max(s, initial=0.0))
-        for p, s in paths(sensitivity(auto_fn, (params, *args), seed=seed)).items()
+
+    def auto_comparisons(noise: dict[str, float], excused: dict[str, np.ndarray]) -> dict:
+        out = {}
+        for path, a in auto_leaves.items():
+            a = np.asarray(a)
+            out[path] = judge(
+                hand_leaves.get(path) if path in hand_leaves else None,
+                a,
+                what="hand gradient",
+                missing="missing from the hand gradient",
+                expected_dtype=jnp.result_type(param_leaves[path]),
+                rtol=rtol,
+                dtype=dtype,
+                peak=peak,
+                noise=noise.get(path, 0.0),
+                excused=excused.get(path),
+            )
+        return out
+
+    first = auto_comparisons({}, {})
+    noise: dict[str, float] = {}
+    if any(c is not None and not c.ok for c, _ in first.values()):
+        # The rounding noise of a correct gradient in this dtype (the core's scale rule, item 3)
+        # keeps the scale from vanishing at a minimum. Only a leaf that fails against max|ref|
+        # alone needs it: a larger scale cannot fail a passing leaf.
+        noise = ref.rounding_noise(dtype)
+        first = auto_comparisons(noise, {})
+
+    compared = {
+        path: (np.asarray(hand_leaves[path]), np.asarray(auto_leaves[path]))
+        for path, (c, _) in first.items()
+        if c is not None
     }
-    # A loss that is not finite beside the point (a kink of its domain) gives no noise estimate.
-    noise = {p: v if math.isfinite(v) else 0.0 for p, v in noise.items()}
+    fd_result: dict[str, tuple[Comparison, np.ndarray | None]] = {}
+    replay = None
+    if fd and compared:
+        auto_scale = {
+            path: reference_scale(a, dtype=dtype, peak=peak, noise=noise.get(path, 0.0), rtol=rtol)
+            for path, (_, a) in compared.items()
+        }
+        fd_result, replay = _fd_check(
+            loss_fn, ref, compared, auto_scale, fd_samples, seed, dtype, rtol, fd_rtol, fd_mode,
+            fd_directions,
+        )  # fmt: skip
+        excused = {p: e for p, (_, e) in fd_result.items() if e is not None}
+        if excused:
+            # jax.grad picks one subgradient at a kink; a hand value between the one-sided
+            # derivatives is another valid one, not a mistake.
+            first = auto_comparisons(noise, excused)
 
     leaves: list[LeafReport] = []
-    compared: list[tuple[str, np.ndarray, np.ndarray]] = []
     for path, a in auto_leaves.items():
-        a = np.asarray(a)
-        vs_auto, problem = judge(
-            hand_leaves.get(path, None) if path in hand_leaves else None,
-            a,
-            what="hand gradient",
-            missing="missing from the hand gradient",
-            rtol=rtol,
-            dtype=dtype,
-            peak=peak,
-            noise=noise[path],
-        )
+        vs_auto, problem = first[path]
+        vs_fd = fd_result[path][0] if path in fd_result else None
         leaves.append(
             LeafReport(
-                path=path, shape=a.shape, dtype=str(a.dtype), vs_auto=vs_auto, problem=problem
+                path=path,
+                shape=np.shape(a),
+                dtype=str(jnp.result_type(param_leaves[path])),
+                vs_auto=vs_auto,
+                vs_fd=vs_fd,
+                problem=problem,
             )
         )
-        if vs_auto is not None:
-            compared.append((path, np.asarray(hand_leaves[path]), a))
     for path, h in hand_leaves.items():
         if path not in auto_leaves:
             leaves.append(
@@ -371,75 +480,243 @@ def _check(loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples,
                     problem="not a parameter: the hand gradient has this leaf in excess",
                 )
             )
+    return GradReport(
+        leaves=tuple(leaves),
+        dtype=dtype.name,
+        loss=loss,
+        reference_dtype=ref.dtype.name,
+        seed=seed,
+        replay=replay,
+    )
 
-    if fd and compared:
-        fd_by_leaf = _finite_differences(
-            loss_fn, params, args, compared, fd_samples, seed, dtype, loss, jit
+
+@dataclasses.dataclass
+class _Reference:
+    """The function a check's references are computed from: float64 where the function runs in
+    float64, else the check's own dtype."""
+
+    loss_fn: Callable[..., Any]
+    params: PyTree
+    args: tuple
+    dtype: np.dtype
+    jit: bool
+    grad: PyTree
+
+    @classmethod
+    def of(cls, loss_fn, params, args, dtype, jit) -> _Reference:
+        maybe_jit = jax.jit if jit else (lambda f: f)
+        if dtype != jnp.float64:
+            try:
+                with jax.enable_x64(True):
+                    p64, a64 = cast(params, jnp.float64), cast(args, jnp.float64)
+                    g64 = maybe_jit(jax.grad(loss_fn))(p64, *a64)
+                if all(jnp.result_type(g) == jnp.float64 for g in jax.tree.leaves(g64)):
+                    return cls(loss_fn, p64, a64, jnp.dtype(jnp.float64), jit, g64)
+            except Exception:  # a function that runs in its own dtype only
+                pass
+        grad = maybe_jit(jax.grad(loss_fn))(params, *args)
+        return cls(loss_fn, params, args, jnp.dtype(dtype), jit, grad)
+
+    def context(self) -> contextlib.AbstractContextManager:
+        return precision(self.dtype)
+
+    def rounding_noise(self, dtype: np.dtype) -> dict[str, float]:
+        """Per leaf, how far a correct gradient computed in ``dtype`` lies from the truth:
+        ``NOISE_MULTIPLE`` × max |jax.grad in a lower precision − the float64 reference|, the
+        lower precision being ``dtype`` itself (float32, bfloat16, float16) or, for a float64
+        check, float32 with the difference scaled by ε64 / ε32. It measures the rounding of
+        this very function (its sums' lengths, its cancellations), which no fixed rule knows.
+        Empty when there is no float64 reference or the function does not run in the lower
+        precision; a non-finite difference (overflow there) gives no noise for its leaf."""
+        if self.dtype != jnp.float64:
+            return {}
+        low = jnp.dtype(jnp.float32) if dtype == jnp.float64 else jnp.dtype(dtype)
+        factor = float(jnp.finfo(dtype).eps) / float(jnp.finfo(low).eps)
+        maybe_jit = jax.jit if self.jit else (lambda f: f)
+        try:
+            with jax.enable_x64(False):  # the lower precision throughout, not promoted back
+                g_low = maybe_jit(jax.grad(self.loss_fn))(
+                    cast(self.params, low), *cast(self.args, low)
+                )
+            diffs = {
+                p: float(np.max(np.abs(np.asarray(lo, np.float64) - np.asarray(hi)), initial=0.0))
+                for (p, lo), hi in zip(paths(g_low).items(), paths(self.grad).values(), strict=True)
+            }
+        except Exception:  # the function does not run in the lower precision
+            return {}
+        return {
+            p: NOISE_MULTIPLE * factor * d if math.isfinite(d) else 0.0 for p, d in diffs.items()
+        }
+
+
+def _leaf_scale(leaf: np.ndarray) -> float:
+    """A leaf's typical size: its root mean square, or 1 for a leaf of zeros."""
+    rms = float(np.sqrt(np.mean(np.square(leaf, dtype=np.float64)))) if leaf.size else 0.0
+    return rms if rms > 0 and math.isfinite(rms) else 1.0
+
+
+def _fd_check(
+    loss_fn, ref, compared, auto_scale, fd_samples, seed, dtype, rtol, fd_rtol, fd_mode, k
+):
+    """Finite differences of every compared leaf (:mod:`jaxprop.fd`), element by element or, for
+    a large model, along random directions; returns per leaf the comparison and the elements of
+    the jax.grad comparison that a kink excuses, and a function that re-runs one element."""
+    n_params = sum(h.size for h, _ in compared.values())
+    directional = fd_mode == "directions" or (fd_mode == "auto" and n_params > fd.DIRECTIONS_ABOVE)
+    with ref.context():
+        flat, unravel = ravel_pytree(ref.params)
+        flat_np = np.asarray(flat)
+        offsets, start = {}, 0
+        for path, leaf in paths(ref.params).items():
+            offsets[path] = (start, int(np.size(leaf)))
+            start += int(np.size(leaf))
+        limit = default_tolerances(dtype)[1]
+        floor_rtol = rtol if fd_rtol is None else max(rtol, fd_rtol)
+        if directional:
+            return _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit)
+        rng = np.random.default_rng(seed)
+        picks: dict[str, np.ndarray] = {}
+        for path, (h, a) in compared.items():
+            n = h.size
+            diff = np.abs(h.ravel().astype(np.float64) - a.ravel().astype(np.float64))
+            # The worst element, the elements jax.grad disagrees on (a kink may excuse them), and
+            # a random sample.
+            bad = np.flatnonzero(diff > rtol * auto_scale[path])
+            bad = bad[np.argsort(-diff[bad])][: fd.MAX_DISAGREEING]
+            if n <= fd_samples:
+                chosen = np.arange(n)
+            else:
+                worst = int(np.argmax(diff))
+                rest = np.setdiff1d(np.arange(n), np.concatenate([[worst], bad]))
+                others = rng.choice(rest, min(fd_samples - 1, rest.size), replace=False)
+                chosen = np.concatenate([[worst], others])
+            picks[path] = np.unique(np.concatenate([chosen, bad]).astype(np.int64))
+        index = np.concatenate([offsets[p][0] + picks[p] for p in picks]).astype(np.int64)
+        scales = {p: _leaf_scale(flat_np[o : o + n]) for p, (o, n) in offsets.items()}
+        elem_scale = np.concatenate(
+            [np.maximum(np.abs(flat_np[offsets[p][0] + picks[p]]), 1e-2 * scales[p]) for p in picks]
         )
-        leaves = [
-            dataclasses.replace(leaf, vs_fd=_fd_comparison(fd_by_leaf[leaf.path], fd_rtol, dtype))
-            if leaf.path in fd_by_leaf
-            else leaf
-            for leaf in leaves
-        ]
-    return GradReport(leaves=tuple(leaves), dtype=dtype.name, loss=loss)
+        steps = fd.ladder(elem_scale, ref.dtype)
+        est = _coordinate_estimates(loss_fn, flat, unravel, ref.args, index, steps, ref)
 
-
-def _finite_differences(loss_fn, params, args, compared, fd_samples, seed, dtype, loss, jit):
-    """Central differences at a sample of elements of every compared leaf."""
-    flat, unravel = ravel_pytree(params)
-    offsets, start = {}, 0
-    for path, leaf in paths(params).items():
-        offsets[path] = start
-        start += int(np.size(leaf))
-    rng = np.random.default_rng(seed)
-    picks: dict[str, np.ndarray] = {}
-    for path, h, a in compared:
-        n = h.size
-        if n <= fd_samples:
-            picks[path] = np.arange(n)
-        else:
-            worst = int(np.argmax(np.abs(h - a)))
-            others = rng.choice(np.delete(np.arange(n), worst), fd_samples - 1, replace=False)
-            picks[path] = np.sort(np.concatenate([[worst], others]))
-    index = np.concatenate([offsets[p] + picks[p] for p in picks]).astype(np.int64)
-
-    eps = float(np.finfo(dtype).eps)
-    theta = np.asarray(flat)[index]
-    steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(theta))
-
-    def central(i, step):
-        # (L(θ + h e_i) − L(θ − h e_i)) / 2h: the limit of (5.39), taken symmetrically.
-        e = jnp.zeros_like(flat).at[i].set(step)
-        plus = loss_fn(unravel(flat + e), *args)
-        minus = loss_fn(unravel(flat - e), *args)
-        return (plus - minus) / (2 * step)
-
-    def all_central(index, steps):
-        return jax.lax.map(lambda a: central(*a), (index, steps), batch_size=64)
-
-    run = jax.jit(all_central) if jit else all_central
-    values = np.asarray(run(jnp.asarray(index), jnp.asarray(steps, dtype)))
-    noise = fd_noise(dtype, abs(loss))
-    out, k = {}, 0
-    for path, h, _ in compared:
+    out, k0 = {}, 0
+    for path, (h, _a) in compared.items():
         m = len(picks[path])
-        out[path] = (h.ravel()[picks[path]], values[k : k + m], picks[path], h.shape, noise)
-        k += m
-    return out
+        e = est.take_range(k0, k0 + m)
+        k0 += m
+        out[path] = _judge_fd(h, picks[path], e, floor_rtol, limit, auto_scale[path])
+
+    def replay(path: str, index: tuple[int, ...]) -> fd.Estimate:
+        """Re-runs the finite differences of one element with the same ladder of steps."""
+        if path not in picks:
+            raise KeyError(f"no finite differences were taken for leaf {path!r}")
+        h, _ = compared[path]
+        flat_i = int(np.ravel_multi_index(index, h.shape)) if h.shape else 0
+        where = np.flatnonzero(picks[path] == flat_i)
+        if where.size == 0:
+            raise KeyError(f"leaf {path!r} element {index} was not among the sampled elements")
+        p = sum(len(picks[q]) for q in list(picks)[: list(picks).index(path)]) + int(where[0])
+        with ref.context():
+            probe = np.asarray([offsets[path][0] + flat_i])
+            return _coordinate_estimates(
+                loss_fn, flat, unravel, ref.args, probe, steps[p : p + 1], ref
+            )
+
+    return out, replay
 
 
-def _fd_comparison(entry, fd_rtol, dtype) -> Comparison:
-    hand, ref, picks, shape, noise = entry
-    # The method's own noise floors the scale (the core's rule, item 3): a leaf of tiny gradients
-    # is compared absolutely, at the precision finite differences can reach.
+def _coordinate_estimates(loss_fn, flat, unravel, args, index, steps, ref) -> fd.Estimate:
+    """L(θ ± h_k e_i) for every probe i and step h_k, then :func:`jaxprop.fd.estimate`."""
+    P, K = steps.shape
+
+    def along(i, t):
+        e = jnp.zeros_like(flat).at[i].set(t)
+        return loss_fn(unravel(flat + e), *args), loss_fn(unravel(flat - e), *args)
+
+    def all_along(i, t):
+        return jax.lax.map(lambda a: along(*a), (i, t), batch_size=64)
+
+    run = jax.jit(all_along) if ref.jit else all_along
+    i = jnp.asarray(np.repeat(index, K))
+    plus, minus = run(i, jnp.asarray(steps.ravel(), ref.dtype))
+    f0 = np.asarray(loss_fn(unravel(flat), *args))
+    plus, minus = np.asarray(plus).reshape(P, K), np.asarray(minus).reshape(P, K)
+    return fd.estimate(f0, plus, minus, steps, ref.dtype, FD_ERROR_MULTIPLE)
+
+
+def _judge_fd(h, picks, e, floor_rtol, limit, scale):
+    """The finite-difference comparison of one leaf at the scale of its jax.grad comparison, and
+    the jax.grad disagreements it excuses."""
+    h_flat = h.ravel().astype(np.float64)[picks]
+    allowance = FD_ERROR_MULTIPLE * e.error + floor_rtol * scale
+    inconclusive = ~np.isfinite(allowance) | (allowance > limit * scale)
+    interval = (e.left, e.right)
+    shape = h.shape
 
     def index_of(k: int) -> tuple[int, ...]:
         return tuple(int(i) for i in np.unravel_index(picks[k], shape)) if shape else ()
 
-    return compare(
-        "finite differences", hand, ref, rtol=fd_rtol, dtype=dtype, noise=noise, index_of=index_of
-    )
+    comparison = compare(
+        "finite differences", h_flat, e.value, rtol=floor_rtol, scale=scale,
+        index_of=index_of, allowance=np.where(inconclusive, np.inf, allowance),
+        interval=interval, kink=e.kink, inconclusive=inconclusive, error=e.error, steps=e.steps,
+    )  # fmt: skip
+    # Elements where the hand value is a valid subgradient at a kink excuse jax.grad's choice.
+    low, high = np.minimum(e.left, e.right), np.maximum(e.left, e.right)
+    valid = e.kink & (h_flat >= low - allowance) & (h_flat <= high + allowance)
+    excused = None
+    if valid.any():
+        excused = np.zeros(h.size, bool)
+        excused[picks[valid]] = True
+    return comparison, excused
+
+
+def _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit):
+    """Directional finite differences: ``k`` random directions per leaf, each leaf on its own.
+
+    A leaf's directions come from a key folded with a hash of its path, so that adding a leaf
+    changes no other leaf's directions; the hand value along a direction d is ``hand · d``."""
+    flat, unravel = ravel_pytree(ref.params)
+    out = {}
+    for path, (h, a) in compared.items():
+        o, n = offsets[path]
+        key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(path.encode()) & 0x7FFFFFFF)
+        leaf = np.asarray(flat)[o : o + n]
+        d = jax.random.normal(key, (k, n), ref.dtype) * _leaf_scale(leaf)
+        steps = fd.ladder(np.ones(k), ref.dtype, fd.DIRECTION_LADDER)
+
+        def along(j, t, o=o, n=n, d=d):
+            e = jax.lax.dynamic_update_slice(jnp.zeros_like(flat), t * d[j], (o,))
+            return loss_fn(unravel(flat + e), *ref.args), loss_fn(unravel(flat - e), *ref.args)
+
+        def all_along(j, t, along=along):
+            return jax.lax.map(lambda jt: along(*jt), (j, t))
+
+        run = jax.jit(all_along) if ref.jit else all_along
+        K = steps.shape[1]
+        plus, minus = run(jnp.asarray(np.repeat(np.arange(k), K)), jnp.asarray(steps.ravel()))
+        f0 = np.asarray(loss_fn(unravel(flat), *ref.args))
+        e = fd.estimate(
+            f0, np.asarray(plus).reshape(k, K), np.asarray(minus).reshape(k, K), steps,
+            ref.dtype, FD_ERROR_MULTIPLE,
+        )  # fmt: skip
+        dn = np.asarray(d, np.float64)
+        hand_dir = dn @ h.ravel().astype(np.float64)
+        # The size of a directional derivative g · d with d ~ N(0, s²): ‖g‖ s.
+        size = float(np.linalg.norm(a.ravel().astype(np.float64))) * _leaf_scale(leaf)
+        scale = reference_scale(np.asarray([size]), dtype=ref.dtype)
+        allowance = FD_ERROR_MULTIPLE * e.error + floor_rtol * scale
+        inconclusive = ~np.isfinite(allowance) | (allowance > limit * scale)
+        out[path] = (
+            compare(
+                f"finite differences ({k} directions)", hand_dir, e.value, rtol=floor_rtol,
+                scale=scale, allowance=np.where(inconclusive, np.inf, allowance),
+                interval=(e.left, e.right), kink=e.kink, inconclusive=inconclusive,
+                error=e.error, steps=e.steps, index_of=lambda j: (int(j),),
+            ),
+            None,
+        )  # fmt: skip
+    return out, None
 
 
 def check_jacobian(
@@ -526,8 +803,9 @@ def check_jacobian(
             vs_fd = None
             if fd and path == label and vs_auto is not None:
                 vs_fd = _jacobian_fd(
-                    fn, primal, args, np.asarray(hand), ref, fd_samples, fd_rtol, seed, dtype, jit
-                )
+                    fn, primal, args, np.asarray(hand), ref, fd_samples, rtol, fd_rtol, seed,
+                    dtype, jit,
+                )  # fmt: skip
             leaves.append(
                 LeafReport(
                     path=path,
@@ -550,8 +828,9 @@ def check_jacobian(
     return report
 
 
-def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, fd_rtol, seed, dtype, jit) -> Comparison:
-    """Central differences of ``fn`` along sampled input elements: columns of the Jacobian."""
+def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, rtol, fd_rtol, seed, dtype, jit):
+    """Finite differences of ``fn`` along sampled input elements: columns of the Jacobian, each
+    from :mod:`jaxprop.fd` (in float64 where ``fn`` runs in it)."""
     n_in = int(np.size(primal))
     out_shape = ref.shape[: ref.ndim - np.ndim(primal)]
     h_cols, r_cols = hand.reshape(-1, n_in), ref.reshape(-1, n_in)
@@ -562,25 +841,44 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, fd_rtol, seed, dtype, 
         rng = np.random.default_rng(seed)
         others = rng.choice(np.delete(np.arange(n_in), worst), fd_samples - 1, replace=False)
         picks = np.sort(np.concatenate([[worst], others]))
-    eps = float(np.finfo(dtype).eps)
-    flat = jnp.ravel(primal)
-    steps = eps ** (1 / 3) * np.maximum(1.0, np.abs(np.asarray(flat)[picks]))
+    ref_dtype = jnp.dtype(jnp.float64)
+    try:
+        with jax.enable_x64(True):
+            x64, a64 = cast(primal, jnp.float64), cast(args, jnp.float64)
+            if jnp.result_type(fn(x64, *a64)) != jnp.float64:
+                raise TypeError("fn does not compute in float64")
+    except Exception:  # a function that runs in its own dtype only
+        ref_dtype = jnp.dtype(dtype)
+    with precision(ref_dtype):
+        x, xargs = cast(primal, ref_dtype), cast(args, ref_dtype)
+        flat = jnp.ravel(x)
+        x_np = np.abs(np.asarray(flat, np.float64))
+        scale_in = float(np.sqrt(np.mean(x_np**2))) or 1.0
+        steps = fd.ladder(np.maximum(x_np[picks], 1e-2 * scale_in), ref_dtype)
+        P, K = steps.shape
 
-    def column(i, step):
-        # (f(x + h e_i) − f(x − h e_i)) / 2h: the limit (5.55), taken symmetrically.
-        e = jnp.zeros_like(flat).at[i].set(step)
-        plus = fn(jnp.reshape(flat + e, jnp.shape(primal)), *args)
-        minus = fn(jnp.reshape(flat - e, jnp.shape(primal)), *args)
-        return jnp.ravel(plus - minus) / (2 * step)
+        def column(i, t):
+            # f(x ± t e_i): the limit (5.55), taken symmetrically and one-sidedly.
+            e = jnp.zeros_like(flat).at[i].set(t)
+            plus = fn(jnp.reshape(flat + e, jnp.shape(x)), *xargs)
+            minus = fn(jnp.reshape(flat - e, jnp.shape(x)), *xargs)
+            return jnp.ravel(plus), jnp.ravel(minus)
 
-    def all_columns(index, steps):
-        return jax.lax.map(lambda a: column(*a), (index, steps))
+        def all_columns(index, t):
+            return jax.lax.map(lambda it: column(*it), (index, t))
 
-    run = jax.jit(all_columns) if jit else all_columns
-    fd_cols = np.asarray(run(jnp.asarray(picks), jnp.asarray(steps, dtype))).T  # (n_out, picks)
-    values = np.asarray(fn(primal, *args))
-    noise = fd_noise(dtype, float(np.max(np.abs(values), initial=0.0)))
-    hand_cols = h_cols[:, picks]
+        run = jax.jit(all_columns) if jit else all_columns
+        plus, minus = run(jnp.asarray(np.repeat(picks, K)), jnp.asarray(steps.ravel(), ref_dtype))
+        f0 = np.ravel(np.asarray(fn(x, *xargs)))
+        m = f0.size
+        e = fd.estimate(
+            f0, np.asarray(plus).reshape(P, K, m), np.asarray(minus).reshape(P, K, m), steps,
+            ref_dtype, FD_ERROR_MULTIPLE,
+        )  # fmt: skip
+    floor_rtol = rtol if fd_rtol is None else max(rtol, fd_rtol)
+    scale = reference_scale(ref, dtype=dtype)
+    allowance = FD_ERROR_MULTIPLE * e.error.T + floor_rtol * scale  # (n_out, picks)
+    inconclusive = ~np.isfinite(allowance) | (allowance > default_tolerances(dtype)[1] * scale)
 
     def index_of(k):
         o, j = divmod(k, len(picks))
@@ -589,6 +887,8 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, fd_rtol, seed, dtype, 
         return tuple(int(i) for i in (*out_index, *in_index))
 
     return compare(
-        "finite differences", hand_cols, fd_cols, rtol=fd_rtol, dtype=dtype, noise=noise,
-        index_of=index_of,
+        "finite differences", h_cols[:, picks], e.value.T, rtol=floor_rtol, dtype=dtype,
+        scale=scale, index_of=index_of, allowance=np.where(inconclusive, np.inf, allowance),
+        interval=(e.left.T, e.right.T), kink=e.kink.T, inconclusive=inconclusive,
+        error=e.error.T, steps=np.repeat(steps[None], m, axis=0).reshape(m * P, K),
     )  # fmt: skip

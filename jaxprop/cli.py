@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--jit", action=argparse.BooleanOptionalAction, default=True, help="run under jax.jit"
     )
-    verify.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    verify.add_argument(
+        "--dtype", choices=["float64", "float32", "bfloat16", "float16"], default="float64"
+    )
     verify.add_argument("--seed", type=_nonnegative_int, default=0,
                         help="seed of parameters and data (>= 0)")  # fmt: skip
     verify.add_argument("--batch", type=_positive_int, default=16, help="batch size of the data")
@@ -332,9 +334,18 @@ def _errata(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status."""
+    """Runs the command line; returns the exit status (141, as a shell reports SIGPIPE, when the
+    reader of the output goes away: ``jaxprop verify --json | head``)."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        status = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader closed the pipe: no traceback; silence the interpreter's final flush too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return status
 
 
 if __name__ == "__main__":

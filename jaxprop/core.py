@@ -7,15 +7,20 @@ live here and nowhere else.
 
 **Tolerances, by dtype** (:func:`default_tolerances`):
 
-============  ======================  =========================
-dtype         rtol vs an exact        rtol vs finite
-              reference (jax.grad)    differences
-============  ======================  =========================
-float64       1e-10                   1e-6
+============  ======================  ==============================
+dtype         rtol vs an exact        finite differences judge up to
+              reference (jax.grad)    this allowance (× the scale)
+============  ======================  ==============================
+float64       1e-10                   1e-2
 float32       1e-4                    1e-2
-============  ======================  =========================
+bfloat16      5e-2                    1e-1
+float16       1e-2                    1e-1
+============  ======================  ==============================
 
-A correct hand gradient agrees with ``jax.grad`` to rounding, about 1e-15 relative in float64.
+A correct hand gradient agrees with ``jax.grad`` to rounding, about 1e-15 relative in float64; a
+float32, bfloat16 or float16 one is held to a float64 reference. Against finite differences
+(:mod:`jaxprop.fd`) a hand value agrees within ``FD_ERROR_MULTIPLE`` (10) times the estimate's own
+error plus rtol × the scale; an element whose allowance exceeds the last column is inconclusive.
 
 **The scale rule** (:func:`reference_scale`). The error of a leaf is ``max |hand − ref|`` over the
 leaf's *scale*, the largest of:
@@ -24,19 +29,20 @@ leaf's *scale*, the largest of:
 2. ``terms``, the size of the terms that sum to the reference, where the caller knows them (a
    gradient that vanishes at the normal equations is a difference of two terms of size
    2‖Φ‖‖y‖: it is compared with them);
-3. ``noise / rtol``, the reference's own uncertainty over the tolerance. A reference is only
-   known to within its noise; a deviation below it cannot be a verdict. For finite differences
-   the noise is the method's rounding error; for ``jax.grad`` it is the rounding of its inputs
-   propagated through it, ``10 ε S`` with ``S`` the sensitivity of the gradient to a relative
-   perturbation of every input (:func:`sensitivity`): the size of the terms that sum to it. At a
-   minimum, where every true gradient is round-off, this is what keeps the scale from vanishing
-   with the reference;
+3. ``noise / rtol``: the rounding noise of a correct computation in the check's dtype, over the
+   tolerance. A deviation below the noise cannot be a verdict. For the comparison with
+   ``jax.grad`` the noise is measured on the function itself: ``NOISE_MULTIPLE`` (10) times the
+   largest difference between ``jax.grad`` in a lower precision and the float64 reference (for a
+   float64 check, float32 scaled by ε64/ε32). At a minimum, where every true gradient is
+   round-off of terms that cancel, this is what keeps the scale from vanishing with the
+   reference; it is computed only for a leaf that fails against ``max |ref|`` alone, and it
+   never lowers a scale;
 4. ``1e-6`` of the largest leaf of the same check (``peak``), so that one leaf of tiny values
    beside large ones is compared absolutely at the others' precision;
 5. the dtype's smallest normal number, so that the quotient is always defined.
 
-Away from a stationary point items 2–5 are far below ``max |ref|`` and the error is the plain
-relative error.
+Away from a stationary point, and unless the gradient is ill-conditioned in the check's dtype,
+items 2–5 are below ``max |ref|`` and the error is the plain relative error.
 
 >>> import numpy as np
 >>> c = compare("jax.grad", np.array([1.0, 2.0 + 1e-12]), np.array([1.0, 2.0]), rtol=1e-10)
@@ -69,23 +75,26 @@ __all__ = [
     "precision",
     "reference_scale",
     "relative_difference",
-    "sensitivity",
 ]
 
 PyTree = Any
 
 _TOLERANCES = {
-    # dtype: (rtol vs an exact reference such as jax.grad, rtol vs finite differences)
-    "float64": (1e-10, 1e-6),
+    # dtype: (rtol vs an exact reference such as jax.grad, the largest relative allowance at which
+    # finite differences still judge: beyond it an element is inconclusive)
+    "float64": (1e-10, 1e-2),
     "float32": (1e-4, 1e-2),
+    "bfloat16": (5e-2, 1e-1),
+    "float16": (1e-2, 1e-1),
 }
+# A hand value agrees with a finite-difference estimate within this many of its error estimates
+# (plus the dtype's rtol times the scale).
+FD_ERROR_MULTIPLE = 10.0
 # Item 4 of the scale rule: a leaf is compared at least at this fraction of the check's peak.
 PEAK_FRACTION = 1e-6
-# Item 3: jax.grad's noise is this many units of rounding of the terms it sums (a correct hand
-# gradient summed in another order differs from it by a few units per level of summation).
-NOISE_ULPS = 100.0
-# A central difference's rounding noise is this many times ε^(2/3) of the function's size.
-FD_NOISE_FACTOR = 10.0
+# Item 3: a hand value within this many times the rounding noise of a correct gradient in its
+# dtype (measured: jax.grad in a lower precision against float64) cannot be judged wrong.
+NOISE_MULTIPLE = 10.0
 
 
 class GradientCheckError(AssertionError):
@@ -131,16 +140,16 @@ def check_tolerance(name: str, value: Any) -> float:
 
 def tolerances(
     dtype: Any, rtol: float | None = None, fd_rtol: float | None = None
-) -> tuple[np.dtype, float, float]:
-    """The dtype a check runs in and its two tolerances: the dtype's defaults unless given.
+) -> tuple[np.dtype, float, float | None]:
+    """The dtype a check runs in, its tolerance against an exact reference (the dtype's default
+    unless given) and the extra allowance against finite differences (``None`` unless given).
 
     Raises:
       ValueError: for an unsupported dtype or a tolerance that is not a positive number.
     """
-    auto_rtol, default_fd_rtol = default_tolerances(dtype)
+    auto_rtol, _ = default_tolerances(dtype)
     rtol = auto_rtol if rtol is None else check_tolerance("rtol", rtol)
-    fd_rtol = default_fd_rtol if fd_rtol is None else check_tolerance("fd_rtol", fd_rtol)
-    return jnp.dtype(dtype), rtol, fd_rtol
+    return jnp.dtype(dtype), rtol, None if fd_rtol is None else check_tolerance("fd_rtol", fd_rtol)
 
 
 def precision(dtype: Any) -> contextlib.AbstractContextManager:
@@ -173,66 +182,43 @@ def reference_scale(
     Returns:
       ``max(max |ref|, terms, noise / rtol, 1e-6 · peak, tiny)``.
     """
-    size = float(np.max(np.abs(np.asarray(ref)), initial=0.0))
+    for name, value in (("peak", peak), ("terms", terms), ("noise", noise)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"reference_scale: {name} must be a number >= 0, got {value!r}")
+        if not value >= 0:
+            raise ValueError(f"reference_scale: {name} must be a number >= 0, got {value!r}")
+    if noise and rtol is None:
+        raise ValueError("reference_scale: noise is divided by rtol; pass rtol= as well")
+    if rtol is not None:
+        rtol = check_tolerance("rtol", rtol)
+    if not _is_floating_dtype(dtype):
+        raise ValueError(
+            f"reference_scale: dtype must be a floating-point dtype, got {dtype_name(dtype)!r}"
+        )
+    ref = np.asarray(ref)
+    if not _is_real(ref):
+        raise ValueError(f"reference_scale: ref must be a real array, got dtype {ref.dtype}")
+    size = float(np.max(np.abs(ref.astype(np.float64)), initial=0.0))
     from_noise = noise / rtol if noise and rtol else 0.0
-    return max(size, terms, from_noise, PEAK_FRACTION * peak, float(np.finfo(dtype).tiny))
+    if not math.isfinite(size):
+        return math.inf  # a non-finite reference: every error is then 0 (equal inf) or NaN
+    return max(size, terms, from_noise, PEAK_FRACTION * peak, float(jnp.finfo(dtype).tiny))
 
 
-def fd_noise(dtype: Any, magnitude: float) -> float:
-    """The rounding noise of a central difference with step h = ε^(1/3): ``10 ε^(2/3)`` times the
-    size of the function's values (at least 1), the absolute uncertainty of its estimate."""
-    eps = float(np.finfo(dtype).eps)
-    return FD_NOISE_FACTOR * eps ** (2 / 3) * max(1.0, magnitude)
+def _is_real(arr: np.ndarray) -> bool:
+    """Real numbers: floating (bfloat16 and float16 included), integer or boolean arrays."""
+    return bool(
+        jnp.issubdtype(arr.dtype, jnp.floating)
+        or jnp.issubdtype(arr.dtype, jnp.integer)
+        or arr.dtype == np.bool_
+    )
 
 
-def sensitivity(
-    grad_fn: Callable[..., PyTree], inputs: tuple, seed: int = 0, directions: int = 2
-) -> PyTree:
-    """How much ``grad_fn(*inputs)`` moves when every input moves by its own size: ``S``.
-
-    For each of ``directions`` random sign vectors s, the central difference of ``grad_fn`` along
-    δz = s ⊙ z over all floating-point leaves z of ``inputs`` (parameters and data alike), with a
-    relative step of 1e-4; ``S`` is the root mean square of those changes, elementwise. It is the
-    size of the terms whose sum is the gradient (for least squares, (2/N) ΦᵀΦθ and (2/N) Φᵀy,
-    which cancel at the minimum), and ``NOISE_ULPS · ε · S`` is the uncertainty that rounding the
-    inputs alone puts on any computed gradient.
-
-    Args:
-      grad_fn: the reference gradient, ``(*inputs) -> pytree`` (already jitted where wanted).
-      inputs: its arguments.
-      seed: seeds the sign vectors.
-      directions: how many sign vectors.
-
-    Returns:
-      A pytree like ``grad_fn``'s output of non-negative NumPy arrays.
-    """
-    leaves, treedef = jax.tree.flatten(inputs)
-    rng = np.random.default_rng(seed)
-    t = 1e-4
-    total = None
-    for _ in range(directions):
-        signs = [
-            rng.choice([-1.0, 1.0], size=np.shape(leaf)) if _is_float(leaf) else None
-            for leaf in leaves
-        ]
-
-        def moved(sign: float, signs: list = signs) -> PyTree:
-            new = [
-                leaf
-                if s is None
-                else leaf + jnp.asarray(sign * t * s, jnp.result_type(leaf)) * leaf
-                for leaf, s in zip(leaves, signs, strict=True)
-            ]
-            return grad_fn(*jax.tree.unflatten(treedef, new))
-
-        plus, minus = moved(1.0), moved(-1.0)
-
-        def squared_change(a: Any, b: Any) -> np.ndarray:
-            return ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) / (2 * t)) ** 2
-
-        change = jax.tree.map(squared_change, plus, minus)
-        total = change if total is None else jax.tree.map(np.add, total, change)
-    return jax.tree.map(lambda v: np.sqrt(v / directions), total)
+def _is_floating_dtype(dtype: Any) -> bool:
+    try:
+        return bool(jnp.issubdtype(jnp.dtype(dtype), jnp.floating))
+    except TypeError:
+        return False
 
 
 def _is_float(x: Any) -> bool:
@@ -252,13 +238,22 @@ class Comparison:
 
     Attributes:
       reference: what it was compared with: ``"jax.grad"``, ``"finite differences"``, …
-      max_abs: the largest absolute error.
+      max_abs: the largest absolute error (over the elements that were judged).
       max_rel: ``max_abs`` over the scale (:func:`reference_scale`).
-      worst_index: the index of the element with the largest absolute error.
+      worst_index: the index of the element with the largest error.
       hand: the hand value at that element.
       ref: the reference value at that element.
       n_compared: how many elements were compared.
       rtol: the tolerance ``max_rel`` was held to.
+      margin: against an inexact reference (finite differences), the largest error over its
+        element's allowance (``FD_ERROR_MULTIPLE`` × the estimate's error + rtol × scale); the
+        comparison passes when it is at most 1. ``None`` against an exact reference.
+      error_estimate: the reference's estimated error at the worst element (finite differences).
+      steps: the ladder of steps of the worst element (finite differences), to re-run it.
+      kinks: the indices where the function is not differentiable and the hand value is a valid
+        subgradient (it lies between the one-sided derivatives): counted, not failed.
+      inconclusive: the indices where the reference's error is too large to judge (noise,
+        overflow): reported, not failed; the verdict rests on the other reference.
     """
 
     reference: str
@@ -269,17 +264,28 @@ class Comparison:
     ref: float
     n_compared: int
     rtol: float
+    margin: float | None = None
+    error_estimate: float | None = None
+    steps: tuple[float, ...] = ()
+    kinks: tuple[tuple[int, ...], ...] = ()
+    inconclusive: tuple[tuple[int, ...], ...] = ()
 
     @property
     def ok(self) -> bool:
+        if self.margin is not None:
+            return bool(np.isfinite(self.margin) and self.margin <= 1.0)
         return bool(np.isfinite(self.max_rel) and self.max_rel <= self.rtol)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["worst_index"] = list(self.worst_index)
         d["ok"] = self.ok
-        for k in ("max_abs", "max_rel", "hand", "ref"):
-            d[k] = json_float(d[k])
+        d["kinks"] = [list(i) for i in self.kinks]
+        d["inconclusive"] = [list(i) for i in self.inconclusive]
+        d["steps"] = list(self.steps)
+        for k in ("max_abs", "max_rel", "hand", "ref", "margin", "error_estimate"):
+            if d[k] is not None:
+                d[k] = json_float(d[k])
         return d
 
 
@@ -295,6 +301,13 @@ def compare(
     terms: float = 0.0,
     noise: float = 0.0,
     index_of: Callable[[int], tuple[int, ...]] | None = None,
+    allowance: Any = None,
+    interval: tuple[Any, Any] | None = None,
+    kink: Any = None,
+    excused: Any = None,
+    inconclusive: Any = None,
+    error: Any = None,
+    steps: Any = None,
 ) -> Comparison:
     """Compares a hand value with a reference, elementwise: the one comparison of jaxprop.
 
@@ -309,38 +322,89 @@ def compare(
       peak, terms, noise: as for :func:`reference_scale`.
       index_of: maps a flat position to the index reported (default: the index in ``ref``'s
         shape).
+      allowance: for an inexact reference, each element's absolute allowance (the comparison
+        passes when every error is within it: ``margin <= 1``).
+      interval: ``(low, high)``, each element's one-sided derivatives; where ``kink`` is true the
+        error is the distance of the hand value from ``[min, max]`` of the two.
+      kink: where the reference is not differentiable (elementwise booleans).
+      excused: elements excused from this comparison because they are valid subgradients at a
+        kink found by the other reference (counted among ``kinks``).
+      inconclusive: elements the reference cannot judge (left out of the verdict, listed).
+      error: the reference's error estimate per element (recorded at the worst element).
+      steps: per element, the ladder of steps (recorded at the worst element).
 
     Returns:
       The :class:`Comparison`; a non-finite error makes ``max_rel`` infinite (a failure).
+
+    Raises:
+      ValueError: if ``hand`` and ``ref`` have different sizes, or ``rtol`` is not a positive
+        number.
     """
-    hand_flat = np.ravel(np.asarray(hand))
-    ref_arr = np.asarray(ref)
-    ref_flat = np.ravel(ref_arr)
+    rtol = check_tolerance("rtol", rtol)
+    hand_arr, ref_arr = np.asarray(hand), np.asarray(ref)
+    for name, arr in (("hand", hand_arr), ("ref", ref_arr)):
+        if not _is_real(arr):
+            raise ValueError(f"compare: {name} must be a real array, got dtype {arr.dtype}")
+    if scale is not None:
+        scale = check_tolerance("scale", scale)
+    hand_flat = np.ravel(hand_arr).astype(np.float64)
+    ref_flat = np.ravel(ref_arr).astype(np.float64)
+    if hand_flat.size != ref_flat.size:
+        raise ValueError(
+            f"compare: hand has {hand_flat.size} elements (shape {np.shape(hand)}) but ref has "
+            f"{ref_flat.size} (shape {ref_arr.shape}); pass arrays of the same size"
+        )
     if index_of is None:
         shape = ref_arr.shape
 
         def index_of(k: int) -> tuple[int, ...]:
             return tuple(int(i) for i in np.unravel_index(k, shape)) if shape else ()
 
-    err = np.abs(hand_flat - ref_flat)
+    def flat(mask: Any) -> np.ndarray:
+        if mask is None:
+            return np.zeros(ref_flat.shape, bool)
+        return np.ravel(np.asarray(mask, bool))
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(hand_flat - ref_flat)
+        kinked = flat(kink)
+        if interval is not None and kinked.any():
+            lo, hi = (np.ravel(np.asarray(v, np.float64)) for v in interval)
+            low, high = np.minimum(lo, hi), np.maximum(lo, hi)
+            outside = np.maximum(low - hand_flat, hand_flat - high).clip(min=0.0)
+            err = np.where(kinked, outside, err)
     if err.size == 0:
         # A leaf with no elements (shape (0,), say) has nothing to disagree on.
         return Comparison(reference, 0.0, 0.0, (), 0.0, 0.0, 0, rtol)
     if scale is None:
         scale = reference_scale(
             ref_arr,
-            dtype=ref_arr.dtype if dtype is None else dtype,
+            dtype=(ref_arr.dtype if _is_floating_dtype(ref_arr.dtype) else np.float64)
+            if dtype is None
+            else dtype,
             peak=peak,
             terms=terms,
             noise=noise,
             rtol=rtol,
         )
-    if not np.all(np.isfinite(err)):
-        k = int(np.argmax(~np.isfinite(err)))
+    left_out = flat(inconclusive)
+    judged = ~left_out & ~flat(excused)
+    kink_ok = (kinked & (err == 0)) | flat(excused)
+    if allowance is not None:
+        allow = np.broadcast_to(np.ravel(np.asarray(allowance, np.float64)), err.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(judged, err / allow, 0.0)
+        ratio = np.where(np.isnan(ratio), np.inf, ratio)
+        k = int(np.argmax(ratio))
+        margin: float | None = float(ratio[k])
+        kink_ok = kink_ok | (kinked & judged & (ratio <= 1.0))
+    else:
+        margin = None
+        k = int(np.argmax(np.where(judged, np.where(np.isfinite(err), err, np.inf), -1.0)))
+    if not np.isfinite(err[k]) and judged[k]:
         max_abs = max_rel = math.inf
     else:
-        k = int(np.argmax(err))
-        max_abs = float(err[k])
+        max_abs = float(np.max(np.where(judged, err, 0.0)))
         max_rel = max_abs / scale
     return Comparison(
         reference=reference,
@@ -351,6 +415,11 @@ def compare(
         ref=float(ref_flat[k]),
         n_compared=int(err.size),
         rtol=rtol,
+        margin=margin,
+        error_estimate=None if error is None else float(np.ravel(np.asarray(error))[k]),
+        steps=() if steps is None else tuple(float(v) for v in np.asarray(steps)[k]),
+        kinks=tuple(index_of(int(i)) for i in np.flatnonzero(kink_ok)),
+        inconclusive=tuple(index_of(int(i)) for i in np.flatnonzero(left_out)),
     )
 
 
@@ -361,6 +430,7 @@ def judge(
     what: str,
     missing: str,
     reference: str = "jax.grad",
+    expected_dtype: Any = None,
     **compare_kwargs: Any,
 ) -> tuple[Comparison | None, str | None]:
     """A hand array against its reference: the structural checks first, then :func:`compare`.
@@ -371,6 +441,8 @@ def judge(
       what: what the hand value is, for the problem text (``"hand gradient"``, ``"hand
         adjoint"``, ``"hand Jacobian"``).
       missing: the problem text when ``hand`` is ``None``.
+      expected_dtype: the dtype the hand value must have (default: the reference's; a float64
+        reference of a float32 check expects float32).
       reference: the reference's name.
       **compare_kwargs: ``rtol`` and the scale arguments of :func:`compare`.
 
@@ -383,8 +455,9 @@ def judge(
         return None, missing
     if jnp.shape(hand) != ref.shape:
         return None, f"{what} has shape {jnp.shape(hand)}, expected {ref.shape}"
-    if jnp.result_type(hand) != ref.dtype:
-        return None, f"{what} has dtype {jnp.result_type(hand)}, expected {ref.dtype}"
+    expected = ref.dtype if expected_dtype is None else jnp.dtype(expected_dtype)
+    if jnp.result_type(hand) != expected:
+        return None, f"{what} has dtype {jnp.result_type(hand)}, expected {expected}"
     hand = np.asarray(hand)
     comparison = compare(reference, hand, ref, **compare_kwargs)
     return comparison, None if np.all(np.isfinite(hand)) else f"{what} is not finite"

@@ -129,7 +129,9 @@ def test_a_correct_gradient_at_the_minimum_passes(minimum):
     assert np.max(np.abs(hand - true)) > np.max(np.abs(true)) / 10  # ... and so is the hand one
     report = jaxprop.check_grads(model.loss, _normal_form, p, Phi, y)
     assert report.ok, str(report)
-    assert report["theta"].vs_auto.max_rel < 1e-11  # relative to the terms, not to the round-off
+    # Relative to the measured rounding noise of a correct gradient (10 times it is allowed),
+    # not to the round-off: the correct gradient uses a quarter of the tolerance at most.
+    assert report["theta"].vs_auto.max_rel < 0.25 * report["theta"].vs_auto.rtol
 
 
 def test_one_element_off_by_1e_3_at_the_minimum_fails(minimum):

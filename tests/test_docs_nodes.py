@@ -1,13 +1,17 @@
-"""docs/nodes.md is a worked example that runs: its Python blocks execute in order, their asserts
-hold, and each printed table has the rows and verdicts the guide shows."""
+"""docs/nodes.md and docs/finite-differences.md are worked examples that run: their Python blocks
+execute in order, their asserts hold, and each printed table has the rows and verdicts the guide
+shows."""
 
 import contextlib
 import io
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "nodes.md"
+GUIDES = [GUIDE, ROOT / "docs" / "finite-differences.md"]
 BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 NUMBER = re.compile(r"-?\d+\.\d+(e[+-]\d+)?|-?\d+e[+-]\d+|\[[\d, ]*\]")
 
@@ -21,7 +25,7 @@ def normalise(text: str) -> list[str]:
     return [" ".join(NUMBER.sub("#", line).split()) for line in text.strip().splitlines()]
 
 
-def run_guide(text):
+def run_guide(text, where=GUIDE):
     """Executes the Python blocks in one namespace; returns [(shown text, printed text)]."""
     namespace: dict = {"__name__": "guide"}
     pairs, last_output = [], None
@@ -29,7 +33,7 @@ def run_guide(text):
         if kind == "python":
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(body, str(GUIDE), "exec"), namespace)
+                exec(compile(body, str(where), "exec"), namespace)
             last_output = out.getvalue()
         elif last_output is not None:
             pairs.append((body, last_output))
@@ -37,10 +41,11 @@ def run_guide(text):
     return pairs
 
 
-def test_the_guide_runs_and_shows_what_it_prints():
-    text = GUIDE.read_text(encoding="utf-8")
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_the_guide_runs_and_shows_what_it_prints(guide):
+    text = guide.read_text(encoding="utf-8")
     assert sum(kind == "python" for kind, _ in blocks(text)) >= 5
-    pairs = run_guide(text)
+    pairs = run_guide(text, guide)
     assert len(pairs) >= 3
     for shown, printed in pairs:
         assert normalise(shown) == normalise(printed), (

@@ -126,7 +126,9 @@ def test_k_layer_bad_input_names_both_shapes():
     with pytest.raises(ValueError, match="activations has 2 entries but the network has K = 3"):
         seed002.k_layer(["tanh", "relu"]).forward(model.init(jax.random.key(0), dtype=F64), x)
     with pytest.raises(ValueError, match=r"sizes .* give K = 3 layers but activations has 2"):
-        seed002.k_layer(["tanh", "relu"]).init(jax.random.key(0))
+        seed002.k_layer(["tanh", "relu"]).init(jax.random.key(0), sizes=(4, 8, 8, 3))
+    # The default sizes follow the activations' depth (get_model("k-layer", activations=...)).
+    assert len(seed002.k_layer(["tanh", "relu"]).init(jax.random.key(0))) == 2
     with pytest.raises(ValueError, match="unknown activation"):
         seed002.k_layer(["tanh", "nope"])
     with pytest.raises(ValueError, match="at least one layer"):

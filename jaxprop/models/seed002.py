@@ -141,8 +141,14 @@ def k_layer(activations: str | Sequence[str] = "sigmoid") -> Model:
     def acts_for(K):
         return _activations(activations if fixed is None else fixed, K)
 
-    def init(key, sizes: Sequence[int] = DEFAULT_SIZES, dtype=jnp.float32):
-        """Parameters [{A, b}] for sizes (n_0, …, n_K): A_i ~ N(0, 1/n_i), zero biases."""
+    def init(key, sizes: Sequence[int] | None = None, dtype=jnp.float32):
+        """Parameters [{A, b}] for sizes (n_0, …, n_K): A_i ~ N(0, 1/n_i), zero biases.
+
+        The default sizes are :data:`DEFAULT_SIZES`, or, for a network whose activations fix
+        its depth K, the first K + 1 of n_0, 8, 8, …, 3 (n_0 = 4)."""
+        if sizes is None:
+            K = 3 if fixed is None else len(fixed)
+            sizes = DEFAULT_SIZES if K == 3 else (4, *([8] * (K - 1)), 3)
         sizes = check_sizes(_NAME, "sizes", sizes, dtype)
         if len(sizes) < 2:
             raise ValueError(
