@@ -55,6 +55,7 @@ from jax.flatten_util import ravel_pytree
 from jaxprop import fd
 from jaxprop.core import (
     FD_ERROR_MULTIPLE,
+    NOISE_CAP_ULPS,
     NOISE_MULTIPLE,
     Comparison,
     GradientCheckError,
@@ -72,6 +73,7 @@ from jaxprop.core import (
     peak_of,
     precision,
     reference_scale,
+    sensitivity,
     tolerances,
 )
 
@@ -525,7 +527,9 @@ class _Reference:
         ``NOISE_MULTIPLE`` × max |jax.grad in a lower precision − the float64 reference|, the
         lower precision being ``dtype`` itself (float32, bfloat16, float16) or, for a float64
         check, float32 with the difference scaled by ε64 / ε32. It measures the rounding of
-        this very function (its sums' lengths, its cancellations), which no fixed rule knows.
+        this very function (its sums' lengths, its cancellations), which no fixed rule knows;
+        it is capped at ``NOISE_CAP_ULPS`` units of rounding of the gradient's terms (where the
+        lower precision overflows or saturates, its difference is no rounding).
         Empty when there is no float64 reference or the function does not run in the lower
         precision; a non-finite difference (overflow there) gives no noise for its leaf."""
         if self.dtype != jnp.float64:
@@ -542,11 +546,18 @@ class _Reference:
                 p: float(np.max(np.abs(np.asarray(lo, np.float64) - np.asarray(hi)), initial=0.0))
                 for (p, lo), hi in zip(paths(g_low).items(), paths(self.grad).values(), strict=True)
             }
+            with self.context():
+                grad_fn = maybe_jit(jax.grad(self.loss_fn))
+                S = paths(sensitivity(grad_fn, (self.params, *self.args)))
         except Exception:  # the function does not run in the lower precision
             return {}
-        return {
-            p: NOISE_MULTIPLE * factor * d if math.isfinite(d) else 0.0 for p, d in diffs.items()
-        }
+        eps = float(jnp.finfo(dtype).eps)
+        noise = {}
+        for p, d in diffs.items():
+            cap = NOISE_CAP_ULPS * eps * float(np.max(S[p], initial=0.0))
+            measured = factor * d if math.isfinite(d) else 0.0
+            noise[p] = NOISE_MULTIPLE * min(measured, cap) if math.isfinite(cap) else 0.0
+        return noise
 
 
 def _leaf_scale(leaf: np.ndarray) -> float:

@@ -33,9 +33,10 @@ leaf's *scale*, the largest of:
    tolerance. A deviation below the noise cannot be a verdict. For the comparison with
    ``jax.grad`` the noise is measured on the function itself: ``NOISE_MULTIPLE`` (10) times the
    largest difference between ``jax.grad`` in a lower precision and the float64 reference (for a
-   float64 check, float32 scaled by ε64/ε32). At a minimum, where every true gradient is
-   round-off of terms that cancel, this is what keeps the scale from vanishing with the
-   reference; it is computed only for a leaf that fails against ``max |ref|`` alone, and it
+   float64 check, float32 scaled by ε64/ε32), capped at ``NOISE_CAP_ULPS`` (1000) units of
+   rounding of the gradient's terms (ε S, :func:`sensitivity`). At a minimum, where every true
+   gradient is round-off of terms that cancel, this is what keeps the scale from vanishing with
+   the reference; it is computed only for a leaf that fails against ``max |ref|`` alone, and it
    never lowers a scale;
 4. ``1e-6`` of the largest leaf of the same check (``peak``), so that one leaf of tiny values
    beside large ones is compared absolutely at the others' precision;
@@ -75,6 +76,7 @@ __all__ = [
     "precision",
     "reference_scale",
     "relative_difference",
+    "sensitivity",
 ]
 
 PyTree = Any
@@ -93,8 +95,12 @@ FD_ERROR_MULTIPLE = 10.0
 # Item 4 of the scale rule: a leaf is compared at least at this fraction of the check's peak.
 PEAK_FRACTION = 1e-6
 # Item 3: a hand value within this many times the rounding noise of a correct gradient in its
-# dtype (measured: jax.grad in a lower precision against float64) cannot be judged wrong.
+# dtype (measured: jax.grad in a lower precision against float64) cannot be judged wrong ...
 NOISE_MULTIPLE = 10.0
+# ... and the measured noise is believed up to this many units of rounding of the gradient's
+# terms (ε S, :func:`sensitivity`): beyond it the lower precision has overflowed or saturated
+# and says nothing about rounding.
+NOISE_CAP_ULPS = 1000.0
 
 
 class GradientCheckError(AssertionError):
@@ -219,6 +225,46 @@ def _is_floating_dtype(dtype: Any) -> bool:
         return bool(jnp.issubdtype(jnp.dtype(dtype), jnp.floating))
     except TypeError:
         return False
+
+
+def sensitivity(
+    grad_fn: Callable[..., PyTree], inputs: tuple, seed: int = 0, directions: int = 2
+) -> PyTree:
+    """How much ``grad_fn(*inputs)`` moves when every input moves by its own size: ``S``.
+
+    For each of ``directions`` random sign vectors s, the directional derivative of ``grad_fn``
+    along δz = s ⊙ z over all floating-point leaves z of ``inputs`` (parameters and data alike),
+    in forward mode (``jax.jvp``: exact, so a kink is never stepped across); ``S`` is the root mean
+    square of those derivatives, elementwise: the size of the terms whose sum is the gradient
+    (for least squares (2/N) ΦᵀΦθ and (2/N) Φᵀy, which cancel at the minimum). ε S is the change
+    that rounding the inputs alone makes in any computed gradient.
+
+    Returns:
+      A pytree like ``grad_fn``'s output of non-negative NumPy float64 arrays.
+    """
+    leaves, treedef = jax.tree.flatten(inputs)
+    where = [i for i, leaf in enumerate(leaves) if _is_float(leaf)]
+    rng = np.random.default_rng(seed)
+
+    def of_floats(*floats: Any) -> PyTree:
+        full = list(leaves)
+        for i, v in zip(where, floats, strict=True):
+            full[i] = v
+        return grad_fn(*jax.tree.unflatten(treedef, full))
+
+    total = None
+    for _ in range(directions):
+        tangents = tuple(
+            jnp.asarray(
+                rng.choice([-1.0, 1.0], size=np.shape(leaves[i])), jnp.result_type(leaves[i])
+            )
+            * leaves[i]
+            for i in where
+        )
+        _, change = jax.jvp(of_floats, tuple(leaves[i] for i in where), tangents)
+        squared = jax.tree.map(lambda c: np.asarray(c, np.float64) ** 2, change)
+        total = squared if total is None else jax.tree.map(np.add, total, squared)
+    return jax.tree.map(lambda v: np.sqrt(v / directions), total)
 
 
 def _is_float(x: Any) -> bool:
