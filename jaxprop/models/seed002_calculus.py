@@ -234,7 +234,10 @@ def _normal_equations_check(*, seed, dtype, jit, batch):
     ``theta at normal equations``, that joins the model's report (``Model.extra_checks``)."""
     with precision(dtype):
         _, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
-        theta = normal_equations(Phi, y)
+        # LAPACK solves in float32 or float64 only: a bfloat16 or float16 check solves in float32
+        # and evaluates the gradient (5.83) in its own dtype.
+        solve = jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
+        theta = normal_equations(Phi.astype(solve), y.astype(solve)).astype(dtype)
         fn = jax.jit(least_squares_grad) if jit else least_squares_grad
         g = np.asarray(fn(theta, Phi, y)).ravel()
         # The terms of (5.83) are of size 2‖Φ‖‖y‖: the gradient must vanish relative to them.
