@@ -291,6 +291,36 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
     }
 
 
+def _fd_check_case(name, model, sizes, batch, repeats) -> dict:
+    """A whole ``check_grads`` of a large model in directional finite-difference mode against one
+    evaluation of its hand gradient, side by side in float64, warm (compiled once before)."""
+    from jaxprop.check import check_grads
+
+    with jax.enable_x64(True):
+        params, x, Y = random_point(model, jax.random.key(0), batch, **sizes)
+        params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float64), (params, x, Y))
+        grad = jax.jit(model.grad)
+        n_params = sum(int(np.size(a)) for a in jax.tree.leaves(params))
+        report = check_grads(model.loss, model.grad, params, x, Y)  # compiles, and the verdict
+        times = time_side_by_side(
+            {
+                "manual_jit": lambda: grad(params, x, Y),
+                "fd_check": lambda: check_grads(model.loss, model.grad, params, x, Y),
+            },
+            repeats=repeats,
+        )
+    fd = report.leaves[0].vs_fd
+    return {
+        "name": name,
+        "model": model.name,
+        "n_params": n_params,
+        "ok": report.ok,
+        "fd_reference": None if fd is None else fd.reference,
+        **times,
+        "check_over_grad": times["fd_check"]["median_s"] / times["manual_jit"]["median_s"],
+    }
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -308,6 +338,7 @@ def run_bench(
     cases: list[GradCase] | None = None,
     train_steps: int = 2000,
     peak_size: int = 2048,
+    fd_sizes: tuple[int, ...] | None = (3072, 3072, 128),
     progress=None,
 ) -> dict:
     """Runs every case and returns the JSON-ready result.
@@ -317,6 +348,9 @@ def run_bench(
       cases: the gradient cases (default: :func:`default_grad_cases`).
       train_steps: SGD steps of the training-run case on seed 001's network (0: no such case).
       peak_size: n of the n × n matrix product that measures the machine's peak.
+      fd_sizes: the K-layer network whose whole gradient check (directional finite
+        differences, :mod:`jaxprop.fd`) is timed against one gradient evaluation (``None``: no
+        such case); the default has 9.8 million parameters.
       progress: called with each case's name as it starts.
 
     Returns:
@@ -339,6 +373,12 @@ def run_bench(
             _train_case(name, get_model("tanh-softmax"), sizes, 200, numpy_grad_tanh_softmax,
                         train_steps, 0.1, max(3, repeats // 6))
         )  # fmt: skip
+    if fd_sizes:
+        model = get_model("k-layer", activations=("tanh",) * (len(fd_sizes) - 2) + ("identity",))
+        name = f"check_grads k-layer {'-'.join(map(str, fd_sizes))} b64, directional FD"
+        if progress:
+            progress(name)
+        results.append(_fd_check_case(name, model, {"sizes": fd_sizes}, 64, max(3, repeats // 6)))
     return {
         "machine": {
             "platform": platform.platform(),
@@ -401,6 +441,13 @@ def format_table(result: dict) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows
     ]
     lines.append(f"matrix-product peak: {result['matmul_peak_gflops']:.1f} GFLOP/s")
+    for c in result["cases"]:
+        if "check_over_grad" in c:
+            lines.append(
+                f"{c['name']}: {c['n_params']:,} parameters, the whole check takes "
+                f"{c['check_over_grad']:.1f}x one gradient evaluation ({_fmt_s(c['fd_check'])} "
+                f"vs {_fmt_s(c['manual_jit'])}; {c['fd_reference']})"
+            )
     return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -283,7 +284,7 @@ def check_grads(
     source: str | None = None,
     raise_on_failure: bool = False,
     fd_mode: str = "auto",
-    fd_directions: int = 2,
+    fd_directions: int = 1,
 ) -> GradReport:
     """Checks a hand-written gradient against ``jax.grad`` and finite differences, leaf by leaf.
 
@@ -373,8 +374,7 @@ def _check(
 
     if jit:
         _require_traceable(args)
-    maybe_jit = jax.jit if jit else (lambda f: f)
-    loss = maybe_jit(loss_fn)(params, *args)
+    loss = _compiled(loss_fn, jit)(params, *args)
     if isinstance(loss, (tuple, list, dict)):
         raise ValueError(
             f"loss_fn must return a scalar, got a {type(loss).__name__} of {len(loss)}; if it "
@@ -389,10 +389,12 @@ def _check(
     loss = float(loss)
     if not math.isfinite(loss):
         raise ValueError(f"the loss is not finite at these parameters: {loss}")
-    hand = maybe_jit(grad_fn)(params, *args)
+    hand = _compiled(grad_fn, jit)(params, *args)
     # The reference: jax.grad of the same function in float64 (a low-precision hand gradient is
     # held to the truth, not to jax.grad's own rounding in that precision), else in the dtype.
     ref = _Reference.of(loss_fn, params, args, dtype, jit)
+    if ref.dtype == dtype:
+        ref.loss = loss
     auto = ref.grad
 
     auto_leaves, hand_leaves = paths(auto), paths(hand)
@@ -492,6 +494,23 @@ def _check(
     )
 
 
+@functools.lru_cache(maxsize=128)
+def _compiled_cached(fn, jit: bool, grad: bool):
+    f = jax.grad(fn) if grad else fn
+    return jax.jit(f) if jit else f
+
+
+def _compiled(fn, jit: bool, grad: bool = False):
+    """``fn`` (or ``jax.grad(fn)``) under ``jax.jit`` when ``jit``; memoised on ``fn``, so that
+    checking the same function again reuses its compiled code (a function that is not hashable
+    is wrapped afresh)."""
+    try:
+        return _compiled_cached(fn, jit, grad)
+    except TypeError:
+        f = jax.grad(fn) if grad else fn
+        return jax.jit(f) if jit else f
+
+
 @dataclasses.dataclass
 class _Reference:
     """The function a check's references are computed from: float64 where the function runs in
@@ -503,20 +522,20 @@ class _Reference:
     dtype: np.dtype
     jit: bool
     grad: PyTree
+    loss: float | None = None  # the loss at the point, where the check computed it in this dtype
 
     @classmethod
     def of(cls, loss_fn, params, args, dtype, jit) -> _Reference:
-        maybe_jit = jax.jit if jit else (lambda f: f)
         if dtype != jnp.float64:
             try:
                 with jax.enable_x64(True):
                     p64, a64 = cast(params, jnp.float64), cast(args, jnp.float64)
-                    g64 = maybe_jit(jax.grad(loss_fn))(p64, *a64)
+                    g64 = _compiled(loss_fn, jit, grad=True)(p64, *a64)
                 if all(jnp.result_type(g) == jnp.float64 for g in jax.tree.leaves(g64)):
                     return cls(loss_fn, p64, a64, jnp.dtype(jnp.float64), jit, g64)
             except Exception:  # a function that runs in its own dtype only
                 pass
-        grad = maybe_jit(jax.grad(loss_fn))(params, *args)
+        grad = _compiled(loss_fn, jit, grad=True)(params, *args)
         return cls(loss_fn, params, args, jnp.dtype(dtype), jit, grad)
 
     def context(self) -> contextlib.AbstractContextManager:
@@ -536,10 +555,9 @@ class _Reference:
             return {}
         low = jnp.dtype(jnp.float32) if dtype == jnp.float64 else jnp.dtype(dtype)
         factor = float(jnp.finfo(dtype).eps) / float(jnp.finfo(low).eps)
-        maybe_jit = jax.jit if self.jit else (lambda f: f)
         try:
             with jax.enable_x64(False):  # the lower precision throughout, not promoted back
-                g_low = maybe_jit(jax.grad(self.loss_fn))(
+                g_low = _compiled(self.loss_fn, self.jit, grad=True)(
                     cast(self.params, low), *cast(self.args, low)
                 )
             diffs = {
@@ -547,7 +565,7 @@ class _Reference:
                 for (p, lo), hi in zip(paths(g_low).items(), paths(self.grad).values(), strict=True)
             }
             with self.context():
-                grad_fn = maybe_jit(jax.grad(self.loss_fn))
+                grad_fn = _compiled(self.loss_fn, self.jit, grad=True)
                 S = paths(sensitivity(grad_fn, (self.params, *self.args)))
         except Exception:  # the function does not run in the lower precision
             return {}
@@ -562,7 +580,8 @@ class _Reference:
 
 def _leaf_scale(leaf: np.ndarray) -> float:
     """A leaf's typical size: its root mean square, or 1 for a leaf of zeros."""
-    rms = float(np.sqrt(np.mean(np.square(leaf, dtype=np.float64)))) if leaf.size else 0.0
+    v = np.asarray(leaf, np.float64).ravel()
+    rms = float(np.sqrt(np.dot(v, v) / v.size)) if v.size else 0.0
     return rms if rms > 0 and math.isfinite(rms) else 1.0
 
 
@@ -575,8 +594,6 @@ def _fd_check(
     n_params = sum(h.size for h, _ in compared.values())
     directional = fd_mode == "directions" or (fd_mode == "auto" and n_params > fd.DIRECTIONS_ABOVE)
     with ref.context():
-        flat, unravel = ravel_pytree(ref.params)
-        flat_np = np.asarray(flat)
         offsets, start = {}, 0
         for path, leaf in paths(ref.params).items():
             offsets[path] = (start, int(np.size(leaf)))
@@ -585,6 +602,8 @@ def _fd_check(
         floor_rtol = rtol if fd_rtol is None else max(rtol, fd_rtol)
         if directional:
             return _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit)
+        flat, unravel = ravel_pytree(ref.params)
+        flat_np = np.asarray(flat)
         rng = np.random.default_rng(seed)
         picks: dict[str, np.ndarray] = {}
         for path, (h, a) in compared.items():
@@ -682,36 +701,70 @@ def _judge_fd(h, picks, e, floor_rtol, limit, scale):
     return comparison, excused
 
 
+def _directional_evaluator(loss_fn, treedef, i: int, jit: bool):
+    """``(leaves, args, d, j, t) -> (L(θ + t d_j), L(θ − t d_j))`` with only leaf ``i`` moved,
+    over arrays of (j, t); compiled once per loss, tree and leaf (:func:`_cached`)."""
+
+    def evaluate(leaves, args, d, j, t):
+        def one(jt):
+            j, t = jt
+            plus, minus = list(leaves), list(leaves)
+            plus[i] = leaves[i] + t * d[j]
+            minus[i] = leaves[i] - t * d[j]
+            return (
+                loss_fn(jax.tree.unflatten(treedef, plus), *args),
+                loss_fn(jax.tree.unflatten(treedef, minus), *args),
+            )
+
+        return jax.lax.map(one, (j, t))
+
+    return jax.jit(evaluate) if jit else evaluate
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_directional(loss_fn, treedef, i, jit):
+    return _directional_evaluator(loss_fn, treedef, i, jit)
+
+
+def _cached(make, *key):
+    """``make(*key)`` memoised on the key (a check of the same loss reuses its compiled
+    functions), or built afresh where the loss is not hashable."""
+    try:
+        return _cached_directional(*key) if make is _directional_evaluator else make(*key)
+    except TypeError:
+        return make(*key)
+
+
 def _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit):
     """Directional finite differences: ``k`` random directions per leaf, each leaf on its own.
 
     A leaf's directions come from a key folded with a hash of its path, so that adding a leaf
-    changes no other leaf's directions; the hand value along a direction d is ``hand · d``."""
-    flat, unravel = ravel_pytree(ref.params)
+    changes no other leaf's directions; the hand value along a direction d is ``hand · d``. The
+    cost is 2 k ``DIRECTION_LADDER`` loss evaluations per leaf, whatever its size."""
+    del offsets
+    leaves, treedef = jax.tree.flatten(ref.params)
+    index_of_path = {p: i for i, p in enumerate(paths(ref.params))}
+    f0 = np.asarray(
+        ref.loss if ref.loss is not None else _compiled(loss_fn, ref.jit)(ref.params, *ref.args)
+    )
     out = {}
     for path, (h, a) in compared.items():
-        o, n = offsets[path]
+        i = index_of_path[path]
         key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(path.encode()) & 0x7FFFFFFF)
-        leaf = np.asarray(flat)[o : o + n]
-        d = jax.random.normal(key, (k, n), ref.dtype) * _leaf_scale(leaf)
+        leaf = np.asarray(leaves[i])
+        d = jax.random.normal(key, (k, *leaf.shape), ref.dtype) * _leaf_scale(leaf)
         steps = fd.ladder(np.ones(k), ref.dtype, fd.DIRECTION_LADDER)
-
-        def along(j, t, o=o, n=n, d=d):
-            e = jax.lax.dynamic_update_slice(jnp.zeros_like(flat), t * d[j], (o,))
-            return loss_fn(unravel(flat + e), *ref.args), loss_fn(unravel(flat - e), *ref.args)
-
-        def all_along(j, t, along=along):
-            return jax.lax.map(lambda jt: along(*jt), (j, t))
-
-        run = jax.jit(all_along) if ref.jit else all_along
         K = steps.shape[1]
-        plus, minus = run(jnp.asarray(np.repeat(np.arange(k), K)), jnp.asarray(steps.ravel()))
-        f0 = np.asarray(loss_fn(unravel(flat), *ref.args))
+        run = _cached(_directional_evaluator, loss_fn, treedef, i, ref.jit)
+        plus, minus = run(
+            leaves, ref.args, d, jnp.asarray(np.repeat(np.arange(k), K)),
+            jnp.asarray(steps.ravel(), ref.dtype),
+        )  # fmt: skip
         e = fd.estimate(
             f0, np.asarray(plus).reshape(k, K), np.asarray(minus).reshape(k, K), steps,
             ref.dtype, FD_ERROR_MULTIPLE,
         )  # fmt: skip
-        dn = np.asarray(d, np.float64)
+        dn = np.asarray(d, np.float64).reshape(k, -1)
         hand_dir = dn @ h.ravel().astype(np.float64)
         # The size of a directional derivative g · d with d ~ N(0, s²): ‖g‖ s.
         size = float(np.linalg.norm(a.ravel().astype(np.float64))) * _leaf_scale(leaf)

@@ -50,7 +50,7 @@ __all__ = ["LADDER", "Estimate", "estimate", "ladder"]
 LADDER = 12
 # Along random directions (large models) the ladder is shorter: the cost is 2 k DIRECTION_LADDER
 # loss evaluations per leaf.
-DIRECTION_LADDER = 3
+DIRECTION_LADDER = 2
 # Above this many parameters check_grads takes directional differences (fd_mode="auto").
 DIRECTIONS_ABOVE = 1_000_000
 # At most this many elements per leaf where jax.grad and the hand value disagree are examined
@@ -138,9 +138,12 @@ def _extrapolate(D: np.ndarray, rounding: np.ndarray, order: int) -> tuple[np.nd
         for k in range(j, K):
             col[k] = (factor * prev[k] - prev[k - 1]) / (factor - 1)
             col_round[k] = (factor * prev_round[k] + prev_round[k - 1]) / (factor - 1)
-        for k in range(j + 1, K):
-            # The last correction and the change along the column, whichever is larger.
-            trunc = np.maximum(np.abs(col[k] - prev[k]), np.abs(col[k] - col[k - 1]))
+        for k in range(j, K):
+            # The last correction and, where there is one, the change along the column,
+            # whichever is larger.
+            trunc = np.abs(col[k] - prev[k])
+            if k > j:
+                trunc = np.maximum(trunc, np.abs(col[k] - col[k - 1]))
             values.append(col[k])
             errors.append(trunc + col_round[k])
         prev, prev_round = col, col_round

@@ -45,10 +45,13 @@ def test_run_bench_reports_every_documented_key():
         "tiny", seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 4, "n_out": 2}, 8,
         bench.numpy_grad_tanh_softmax,
     )  # fmt: skip
-    result = bench.run_bench(repeats=2, cases=[case], train_steps=3, peak_size=64)
+    result = bench.run_bench(
+        repeats=2, cases=[case], train_steps=3, peak_size=64, fd_sizes=(4, 8, 3)
+    )
     json.dumps(result)
     assert result["matmul_peak_gflops"] > 0
-    grad_case, train_case = result["cases"]
+    grad_case, train_case, fd_case = result["cases"]
+    assert fd_case["ok"] and fd_case["check_over_grad"] > 1 and fd_case["n_params"] == 67
     assert grad_case["name"] == "tiny" and IMPLS <= set(grad_case)
     for impl in IMPLS:
         assert grad_case[impl]["min_s"] <= grad_case[impl]["median_s"] <= grad_case[impl]["max_s"]
@@ -56,6 +59,7 @@ def test_run_bench_reports_every_documented_key():
     assert {"manual_scan", "auto_scan", "python_loop", "numpy_loop"} <= set(train_case)
     table = bench.format_table(result)
     assert "tiny" in table and "matrix-product peak" in table
+    assert "x one gradient evaluation" in table
 
 
 @pytest.mark.parametrize(
