@@ -443,6 +443,7 @@ def compare(
         max_rel = max_abs / scale if finite else math.inf
         kink_ok = left_out = np.zeros(0, bool)
     else:
+        kinked = flat(kink)
         left_out = flat(inconclusive)
         judged = ~left_out & ~flat(excused)
         kink_ok = (kinked & (err == 0)) | flat(excused)
@@ -591,9 +592,9 @@ class Report:
     """The base of every report of jaxprop: a table of :class:`Record` entries.
 
     Subclasses say which field holds the entries (``_entries``), which field of an entry names it
-    (``_key``), how the table's columns read (``_columns``) and what the report is called in
-    messages. ``ok`` is true when every entry passes (and :meth:`_extra_ok`); a report is truthy
-    exactly when it passes.
+    (``_key``) and what the hand value is called in messages (``_what``); their ``__str__`` lays
+    out the table with :func:`format_rows`. ``ok`` is true when every entry passes (and
+    :meth:`_extra_ok`); a report is truthy exactly when it passes.
     """
 
     _entries: ClassVar[str] = "leaves"
@@ -624,7 +625,8 @@ class Report:
             if getattr(e, self._key) == key:
                 return e
         names = [getattr(e, self._key) for e in self.entries()]
-        raise KeyError(f"no {self._kind()} {key!r}; {self._kind()}s are {names}")
+        kinds = "leaves" if self._kind() == "leaf" else f"{self._kind()}s"
+        raise KeyError(f"no {self._kind()} {key!r}; {kinds} are {names}")
 
     @classmethod
     def _kind(cls) -> str:

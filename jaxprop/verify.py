@@ -56,7 +56,13 @@ def verify_entry(
         return report
     if isinstance(entry, SelfChecking):
         # An Example, or any entry with a check of its own.
-        return entry.check(seed=seed, dtype=dtype, jit=jit, batch=batch)
+        result = entry.check(seed=seed, dtype=dtype, jit=jit, batch=batch)
+        if not isinstance(result, GradReport):
+            raise TypeError(
+                f"{entry.name}: check() must return a jaxprop.GradReport, got "
+                f"{type(result).__name__}"
+            )
+        return result
     raise TypeError(
         "verify_entry needs a jaxprop.Model, a jaxprop.Example or an entry with name, source and "
         f"check(*, seed, dtype, jit, batch), got {type(entry).__name__}"

@@ -72,8 +72,7 @@ def test_a_negative_seed_is_a_usage_error(capsys):
 
 def test_python_dash_m_runs_the_same_command():
     result = subprocess.run(
-        [sys.executable, "-m", "jaxprop", "verify", "--model", "two-layer-mse", "--json",
-         "--no-jit"],
+        [sys.executable, "-m", "jaxprop", "verify", "--model", "two-layer-mse", "--json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -60,6 +60,10 @@ def get_model(name: str, **config: Any) -> Model | Example:
       ValueError: for an unknown name (the message lists the registered ones), or ``config``
         for an entry that has no factory or options the factory does not take.
     """
+    if not isinstance(name, str):
+        raise ValueError(
+            f"get_model takes a model's name (a string), got {type(name).__name__} {name!r}"
+        )
     try:
         entry = REGISTRY[name]
     except KeyError:
