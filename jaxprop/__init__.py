@@ -7,6 +7,7 @@ the step of a hand backward pass that goes wrong.
 """
 
 from jaxprop.activations import ACTIVATIONS, Activation, get_activation
+from jaxprop.bridge import custom_vjp
 from jaxprop.check import GradReport, LeafReport, check_grads, check_jacobian
 from jaxprop.core import (
     Comparison,
@@ -21,6 +22,7 @@ from jaxprop.losses import LOSSES, Loss
 from jaxprop.model import Entry, Model, random_point, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
 from jaxprop.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
+from jaxprop.rules import RuleRecord, RuleReport, check_rule
 from jaxprop.verify import verify_entry, verify_model
 
 __version__ = "0.1.0"
@@ -42,11 +44,15 @@ __all__ = [
     "NodeReport",
     "NodeResult",
     "Report",
+    "RuleRecord",
+    "RuleReport",
     "__version__",
     "check_grads",
     "check_jacobian",
     "check_nodes",
+    "check_rule",
     "compare",
+    "custom_vjp",
     "default_tolerances",
     "get_activation",
     "get_model",

@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("name", choices=experiment_names(), metavar="NAME",
                        help="the experiment: " + ", ".join(experiment_names()))  # fmt: skip
-    train.add_argument("--grad", choices=["manual", "auto", "both"], default="both")
+    train.add_argument("--grad", choices=["manual", "auto", "bridge", "both"], default="both")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                        help="default: the experiment's")  # fmt: skip
     train.add_argument("--lr", type=_positive_float, default=None,

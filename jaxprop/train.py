@@ -52,6 +52,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
+    "ALL_GRAD_SOURCES",
     "GRAD_SOURCES",
     "TrainResult",
     "check_seed",
@@ -62,6 +63,9 @@ __all__ = [
 ]
 
 GRAD_SOURCES = ("manual", "auto")
+# Every source train() takes by name: also "bridge", jax.value_and_grad of the model's loss as a
+# jax.custom_vjp whose derivative is the hand backward pass (jaxprop.custom_vjp).
+ALL_GRAD_SOURCES = (*GRAD_SOURCES, "bridge")
 BATCH_AXIS = "batch"
 
 Params = Any
@@ -89,20 +93,25 @@ def make_value_and_grad(model, grad_source: str = "manual") -> Callable:
 
     Args:
       model: a :class:`~jaxprop.Model`.
-      grad_source: ``"manual"`` (``model.value_and_grad``, the hand-derived backward pass) or
-        ``"auto"`` (``jax.value_and_grad(model.loss)``).
+      grad_source: ``"manual"`` (``model.value_and_grad``, the hand-derived backward pass),
+        ``"auto"`` (``jax.value_and_grad(model.loss)``) or ``"bridge"``
+        (``jax.value_and_grad(jaxprop.custom_vjp(model))``: autodiff through the hand rule).
 
     Raises:
       ValueError: for any other ``grad_source``.
     """
-    if grad_source not in GRAD_SOURCES:
-        raise ValueError(f"grad_source must be one of {GRAD_SOURCES}, got {grad_source!r}")
+    if grad_source not in ALL_GRAD_SOURCES:
+        raise ValueError(f"grad_source must be one of {ALL_GRAD_SOURCES}, got {grad_source!r}")
     return _cached(_make_value_and_grad, model, grad_source)
 
 
 def _make_value_and_grad(model, grad_source):
     if grad_source == "manual":
         return model.value_and_grad
+    if grad_source == "bridge":
+        from jaxprop.bridge import custom_vjp
+
+        return jax.value_and_grad(custom_vjp(model))
     return jax.value_and_grad(model.loss)
 
 

@@ -22,7 +22,14 @@ from jaxprop.core import relative_difference
 from jaxprop.experiments.data import Dataset
 from jaxprop.experiments.plots import write_plots
 from jaxprop.experiments.table import Experiment, get_experiment, make_optimizer
-from jaxprop.train import GRAD_SOURCES, check_seed, data_mesh, max_relative_difference, train
+from jaxprop.train import (
+    ALL_GRAD_SOURCES,
+    GRAD_SOURCES,
+    check_seed,
+    data_mesh,
+    max_relative_difference,
+    train,
+)
 
 __all__ = ["loss_curve_max_rel_diff", "run_experiment"]
 
@@ -62,7 +69,8 @@ def run_experiment(
 
     Args:
       experiment: a name in :data:`EXPERIMENTS` or an :class:`Experiment`.
-      grad: ``"manual"``, ``"auto"`` or ``"both"``.
+      grad: ``"manual"``, ``"auto"``, ``"bridge"`` (jax.grad through the hand rule,
+        :func:`jaxprop.custom_vjp`) or ``"both"`` (manual and auto).
       optimizer, lr, steps: override the experiment's defaults.
       batch_size: examples per step, at most the number of training examples; ``None`` for the
         full batch; ``"default"``: the experiment's (the full batch if that is larger than
@@ -85,8 +93,8 @@ def run_experiment(
     """
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     sources = GRAD_SOURCES if grad == "both" else (grad,)
-    if grad != "both" and grad not in GRAD_SOURCES:
-        raise ValueError(f"grad must be one of {(*GRAD_SOURCES, 'both')}, got {grad!r}")
+    if grad != "both" and grad not in ALL_GRAD_SOURCES:
+        raise ValueError(f"grad must be one of {(*ALL_GRAD_SOURCES, 'both')}, got {grad!r}")
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     optimizer = optimizer or exp.optimizer
