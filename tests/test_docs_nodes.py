@@ -1,6 +1,6 @@
-"""docs/nodes.md and docs/finite-differences.md are worked examples that run: their Python blocks
-execute in order, their asserts hold, and each printed table has the rows and verdicts the guide
-shows."""
+"""docs/nodes.md, docs/finite-differences.md and docs/rules.md are worked examples that run: their
+Python blocks execute in order, their asserts hold, and each printed table has the rows and
+verdicts the guide shows."""
 
 import contextlib
 import io
@@ -11,7 +11,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "nodes.md"
-GUIDES = [GUIDE, ROOT / "docs" / "finite-differences.md"]
+GUIDES = [GUIDE, ROOT / "docs" / "finite-differences.md", ROOT / "docs" / "rules.md"]
 BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 NUMBER = re.compile(r"-?\d+\.\d+(e[+-]\d+)?|-?\d+e[+-]\d+|\[[\d, ]*\]")
 
