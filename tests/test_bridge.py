@@ -23,7 +23,7 @@ def _point(model, batch=3):
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_wrapped_as_a_custom_vjp_passes_check_rule(name):
     model = jaxprop.get_model(name)
-    report = jaxprop.check_rule(jaxprop.custom_vjp(model), *_point(model), vmap=False, probes=())
+    report = jaxprop.check_rule(jaxprop.custom_vjp(model), *_point(model))
     assert report.ok, str(report)
 
 
