@@ -162,6 +162,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _document(text: str) -> str:
+    """A source document's number as the seeds name it: ``1`` and ``001`` are both ``001``."""
+    return text.zfill(3) if text.isdigit() and len(text) <= 3 else text
+
+
 def _nonnegative_int(text: str) -> int:
     try:
         value = int(text)
@@ -288,8 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
         "its correction through the node and gradient checks (float64): the as-printed variant "
         "must fail at the node (or leaf) the formula computes, the corrected one must pass.",
     )
-    errata.add_argument("--doc", action="append", choices=["000", "001", "002", "003"],
-                        help="only this document's slips (repeatable; default: all)")  # fmt: skip
+    errata.add_argument(
+        "--doc",
+        action="append",
+        type=_document,
+        choices=["000", "001", "002", "003"],
+        help="only this document's slips, 000-003 or 0-3 (repeatable; default: all)",
+    )
     errata.add_argument("--json", action="store_true", help="print the result as JSON")
     errata.set_defaults(run=_errata)
     return parser

@@ -106,6 +106,9 @@ def test_cli_doc_filters(results, capsys):
     out = capsys.readouterr().out
     assert "002-5.53" in out and "leaf st" in out and "000-db-U" not in out
     assert "1 of 1 slips behave as recorded" in out
+    # The document's number as a person types it: 1 is 001.
+    assert main(["errata", "--doc", "1", "--json"]) == 0
+    assert {e["doc"] for e in json.loads(capsys.readouterr().out)["slips"]} == {"001"}
 
 
 def test_cli_bad_doc_is_a_one_line_error(capsys):
