@@ -613,9 +613,14 @@ def _fd_check(
                 chosen = np.concatenate([[worst], others])
             picks[path] = np.unique(np.concatenate([chosen, bad]).astype(np.int64))
         index = np.concatenate([offsets[p][0] + picks[p] for p in picks]).astype(np.int64)
-        scales = {p: _leaf_scale(flat_np[o : o + n]) for p, (o, n) in offsets.items()}
         elem_scale = np.concatenate(
-            [np.maximum(np.abs(flat_np[offsets[p][0] + picks[p]]), 1e-2 * scales[p]) for p in picks]
+            [
+                fd.element_scale(
+                    flat_np[offsets[p][0] + picks[p]],
+                    flat_np[offsets[p][0] : offsets[p][0] + offsets[p][1]],
+                )
+                for p in picks
+            ]
         )
         steps = fd.ladder(elem_scale, ref.dtype)
         est = _coordinate_estimates(loss_fn, flat, unravel, ref.args, index, steps, ref)
@@ -908,8 +913,7 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, rtol, fd_rtol, seed, d
         x, xargs = cast(primal, ref_dtype), cast(args, ref_dtype)
         flat = jnp.ravel(x)
         x_np = np.abs(np.asarray(flat, np.float64))
-        scale_in = float(np.sqrt(np.mean(x_np**2))) or 1.0
-        steps = fd.ladder(np.maximum(x_np[picks], 1e-2 * scale_in), ref_dtype)
+        steps = fd.ladder(fd.element_scale(x_np[picks], x_np), ref_dtype)
         P, K = steps.shape
 
         def column(i, t):

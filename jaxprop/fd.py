@@ -4,7 +4,8 @@ Every checker of jaxprop takes its finite differences from here. For each *probe
 parameter, an input column of a Jacobian, or a random direction of a leaf) the function is
 evaluated along the probe's direction d at t = ±h_k for a ladder of steps h_k = h_0 s / 2^k
 (``LADDER`` steps, s the probe's own scale, so that a 1e-6-valued leaf gets steps of its size and a
-1e6-valued one of its own), with h_0 = 8 ε^(1/4) for the dtype the reference is computed in.
+1e6-valued one of its own, :func:`element_scale`), with h_0 = 8 ε^(1/4) for the dtype the
+reference is computed in.
 
 - **Central estimate**: D(h) = (f(h) − f(−h)) / 2h, the limit of 002_dadcaa6bdb722c5e.txt (5.39)
   taken symmetrically, has error a₂h² + a₄h⁴ + …; Richardson extrapolation over the ladder,
@@ -44,7 +45,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LADDER", "Estimate", "estimate", "ladder"]
+__all__ = ["LADDER", "Estimate", "element_scale", "estimate", "ladder"]
 
 # How many steps the ladder has, and the ratio between neighbours.
 LADDER = 12
@@ -64,6 +65,23 @@ _LEVELS = 3
 def first_step(dtype: Any) -> float:
     """h₀, the ladder's largest relative step: 8 ε^(1/4) for the reference's dtype."""
     return 8 * float(jnp.finfo(dtype).eps) ** 0.25
+
+
+def element_scale(values: np.ndarray, leaf: np.ndarray) -> np.ndarray:
+    """Each element's own size, the scale of its ladder: ``|θ_i|``, or for an element that is
+    exactly zero its leaf's root mean square (1 for a leaf of zeros). Never floored by the leaf:
+    every step of an element then stays below its distance to 0, so a kink at 0 (relu, |t|) is
+    only seen where the element is at it.
+
+    Args:
+      values: the elements, any shape.
+      leaf: the whole leaf they belong to.
+    """
+    v = np.abs(np.asarray(values, np.float64))
+    flat = np.asarray(leaf, np.float64).ravel()
+    rms = float(np.sqrt(np.dot(flat, flat) / flat.size)) if flat.size else 0.0
+    fallback = rms if rms > 0 and np.isfinite(rms) else 1.0
+    return np.where(v > 0, v, fallback)
 
 
 def ladder(scale: np.ndarray, dtype: Any, levels: int = LADDER) -> np.ndarray:

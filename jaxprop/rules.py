@@ -55,6 +55,7 @@ from jaxprop.core import (
     Report,
     cast,
     compare,
+    default_tolerances,
     format_rows,
     leaf_path,
     peak_of,
@@ -91,8 +92,17 @@ class RuleRecord(Record):
     problem: str | None = None
 
     @property
+    def unverified(self) -> bool:
+        """Finite differences could judge none of the elements: with no other reference for a
+        rule, nothing was verified (a failure, not a pass)."""
+        c = self.comparison
+        return c is not None and c.n_compared > 0 and len(c.inconclusive) == c.n_compared
+
+    @property
     def ok(self) -> bool:
-        return self.problem is None and (self.comparison is None or self.comparison.ok)
+        if self.problem is not None or self.unverified:
+            return False
+        return self.comparison is None or self.comparison.ok
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,15 +143,18 @@ class RuleReport(Report):
         for r in self.checks:
             c = r.comparison
             status = "ok" if r.ok else "FAIL" + (f": {r.problem}" if r.problem else "")
-            if c is not None and c.reference.startswith("finite") and c.inconclusive and r.ok:
+            if r.unverified:
+                status = "FAIL: unverified, finite differences inconclusive at every element"
+            elif c is not None and c.reference.startswith("finite") and c.inconclusive:
                 status += f" (FD inconclusive at {len(c.inconclusive)})"
+            compared = c is not None and not r.unverified
             rows.append(
                 (
                     r.check,
                     r.leaf or "-",
                     "x".join(map(str, r.shape)) or "scalar",
-                    f"{c.max_rel:.2e}" if c else "-",
-                    str(list(c.worst_index)) if c else "-",
+                    f"{c.max_rel:.2e}" if compared and c else "-",
+                    str(list(c.worst_index)) if compared and c else "-",
                     status,
                 )
             )
@@ -191,11 +204,16 @@ def _vdot(a: Any, b: Any) -> float:
 class _Rule:
     """``f`` as a function of its floating leaves alone (the others held), in a given dtype."""
 
-    def __init__(self, f: Callable, args: tuple):
+    def __init__(self, f: Callable, args: tuple, held: set[int] | None = None):
         self.f = f
         self.leaves, self.treedef = jax.tree.flatten(args)
         self.paths = _arg_paths(args)
-        self.where = [i for i, leaf in enumerate(self.leaves) if _is_float(leaf)]
+        # The argument each leaf belongs to: leaves of held (nondiff) arguments are not traced.
+        owner = [k for k, a in enumerate(args) for _ in jax.tree.leaves(a)]
+        held = held or set()
+        self.where = [
+            i for i, leaf in enumerate(self.leaves) if _is_float(leaf) and owner[i] not in held
+        ]
 
     def floats(self, leaves: list | None = None) -> tuple:
         leaves = self.leaves if leaves is None else leaves
@@ -252,9 +270,17 @@ def check_rule(
             raise ValueError(f"{arg} must be an integer >= {least}, got {value!r}")
     dtype, rtol, _ = tolerances(dtype, rtol)
     name = name or getattr(f, "__name__", None) or type(f).__name__
+    held = set(getattr(f, "nondiff_argnums", None) or ())
     with precision(dtype):
-        args = cast(args, dtype)
-        rule = _Rule(f, args)
+        # Arguments in a custom rule's nondiff_argnums are held as given, never traced.
+        args = tuple(a if k in held else cast(a, dtype) for k, a in enumerate(args))
+        rule = _Rule(f, args, held)
+        empty = [rule.paths[i] for i in rule.where if np.size(rule.leaves[i]) == 0]
+        if empty:
+            raise ValueError(
+                f"check_rule: argument leaf {', '.join(empty)} has no elements; there is "
+                "nothing to differentiate there (pass arrays with at least one element)"
+            )
         if not rule.where:
             raise ValueError(
                 "check_rule: no floating-point argument to differentiate; pass the arrays f's "
@@ -420,6 +446,11 @@ def _fd_runner(fn):
     )
 
 
+def _fd_limit(dtype) -> float:
+    """The allowance (relative to the scale) beyond which finite differences cannot judge."""
+    return default_tolerances(dtype)[1]
+
+
 def _fd_estimates(fn, base: tuple, directions: list, dtype) -> fd.Estimate:
     """Finite differences of ``fn`` (array-valued allowed) along each direction, one per probe;
     each direction a tuple like ``base`` of perturbations of unit scale."""
@@ -458,10 +489,8 @@ def _fd_records(rule, ref, projected, hand, seed, dtype, rtol, fd_samples) -> li
                     np.concatenate([[largest], rng.choice(rest, fd_samples - 1, replace=False)])
                 )
             base = ref.floats
-            scale_el = np.maximum(
-                np.abs(np.asarray(base[k], np.float64).ravel()[picks]),
-                1e-2 * (np.sqrt(np.mean(np.asarray(base[k], np.float64) ** 2)) or 1.0),
-            )
+            leaf64 = np.asarray(base[k], np.float64).ravel()
+            scale_el = fd.element_scale(leaf64[picks], leaf64)
             dirs = []
             for j, s in zip(picks, scale_el, strict=True):
                 d = [jnp.zeros_like(b) for b in base]
@@ -475,7 +504,7 @@ def _fd_records(rule, ref, projected, hand, seed, dtype, rtol, fd_samples) -> li
                 np.concatenate([value, h.ravel()[picks]]), dtype=dtype, peak=peak
             )
             allowance = FD_ERROR_MULTIPLE * err + rtol * scale
-            limit = 1e-2 if dtype == jnp.float64 else 1e-1
+            limit = _fd_limit(dtype)
             inconclusive = ~np.isfinite(allowance) | (allowance > limit * scale)
             shape = np.shape(rule.leaves[rule.where[k]])
 
@@ -514,13 +543,15 @@ def _dot_product(rule, ref, projected, hand, seed, dtype, rtol) -> list[RuleReco
     )
     scale = reference_scale(np.asarray([size]), dtype=dtype)
     allowance = FD_ERROR_MULTIPLE * e.error[0] + rtol * scale
+    inconclusive = ~np.isfinite(allowance) | (allowance > _fd_limit(dtype) * scale)
     c = compare(
         "finite differences",
         np.asarray([lhs]),
         e.value[0],
         rtol=rtol,
         scale=scale,
-        allowance=allowance,
+        allowance=np.where(inconclusive, np.inf, allowance),
+        inconclusive=inconclusive,
         error=e.error[0],
         index_of=lambda k: (),
     )
@@ -594,13 +625,15 @@ def _forward_records(
         start += size
         scale = reference_scale(v, dtype=dtype)
         allowance = FD_ERROR_MULTIPLE * err + rtol * scale
+        inconclusive = ~np.isfinite(allowance) | (allowance > _fd_limit(dtype) * scale)
         c = compare(
             "finite differences",
             np.asarray(j, np.float64).ravel(),
             v,
             rtol=rtol,
             scale=scale,
-            allowance=allowance,
+            allowance=np.where(inconclusive, np.inf, allowance),
+            inconclusive=inconclusive,
             error=err,
         )
         records.append(RuleRecord(f"forward {n}", "forward", n, tuple(np.shape(o)), comparison=c))

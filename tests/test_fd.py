@@ -203,3 +203,17 @@ def test_directional_mode_checks_each_leaf_on_its_own_with_directions_of_its_pat
     assert more["small"].vs_fd.ref == good["small"].vs_fd.ref
     with pytest.raises(ValueError, match="fd_mode must be 'auto', 'elements' or 'directions'"):
         jaxprop.check_grads(loss, jax.grad(loss), p, x, fd_mode="random")
+
+
+def test_a_kink_is_seen_only_where_the_element_is_at_it():
+    # relu at 1e-7 beside ±100 is differentiable (slope 1): steps of the element's own size
+    # never cross 0, so a wrong 0.5 is not excused as a subgradient.
+    def loss(p):
+        return jnp.sum(jax.nn.relu(p["w"]))
+
+    with jax.enable_x64(True):
+        near = {"w": jnp.array([1e-7, 100.0, -100.0], F64)}
+        at = {"w": jnp.array([0.0, 100.0, -100.0], F64)}
+        half = jnp.array([0.5, 1.0, 0.0], F64)
+    assert jaxprop.check_grads(loss, lambda p: {"w": half}, near).failing == ("w",)
+    assert jaxprop.check_grads(loss, lambda p: {"w": half}, at).ok

@@ -220,3 +220,24 @@ def test_a_rule_in_low_precision_is_held_to_float64(dtype):
     assert good.ok and good.reference_dtype == "float64", str(good)
     bad = jaxprop.check_rule(BUGS["a missing factor"][0], _x(4), dtype=dtype)
     assert "reverse args[0]" in bad.failing
+
+
+def test_a_rule_finite_differences_cannot_judge_is_unverified_not_passed():
+    # A loss of 1e15: its differences are noise, and a rule has no other reference.
+    big = _vjp(lambda x: 1e15 + x**2, lambda r, g: (1.3 * 2 * r[0] * g,))  # 30% wrong
+    report = jaxprop.check_rule(big, _x(3))
+    assert not report.ok and {"reverse args[0]", "dot-product"} <= set(report.failing)
+    assert report["reverse args[0]"].unverified and "unverified" in str(report)
+
+
+def test_nondiff_arguments_are_held_and_empty_leaves_are_an_error():
+    import functools
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+    def power(x, k):
+        return x**k
+
+    power.defvjp(lambda x, k: (x**k, x), lambda k, x, g: (k * x ** (k - 1) * g,))
+    assert jaxprop.check_rule(power, jnp.abs(_x(3)) + 0.5, 3.0).ok
+    with pytest.raises(ValueError, match=r"argument leaf args\[0\] has no elements"):
+        jaxprop.check_rule(jnp.sin, jnp.zeros((0,), F64))
