@@ -662,9 +662,16 @@ def _coordinate_estimates(loss_fn, flat, unravel, args, index, steps, ref) -> fd
     def all_along(i, t):
         return jax.lax.map(lambda a: along(*a), (i, t), batch_size=64)
 
-    run = jax.jit(all_along) if ref.jit else all_along
     i = jnp.asarray(np.repeat(index, K))
-    plus, minus = run(i, jnp.asarray(steps.ravel(), ref.dtype))
+    t = jnp.asarray(steps.ravel(), ref.dtype)
+    try:
+        # The reference's own evaluations are compiled even with jit=False (which keeps the
+        # user's functions eager): 2 × 12 loss evaluations per element, eagerly, are slow.
+        plus, minus = jax.jit(all_along)(i, t)
+    except Exception:  # a loss that cannot be traced: evaluate it eagerly
+        if ref.jit:
+            raise
+        plus, minus = all_along(i, t)
     f0 = np.asarray(loss_fn(unravel(flat), *args))
     plus, minus = np.asarray(plus).reshape(P, K), np.asarray(minus).reshape(P, K)
     return fd.estimate(f0, plus, minus, steps, ref.dtype, FD_ERROR_MULTIPLE)
@@ -926,8 +933,14 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, rtol, fd_rtol, seed, d
         def all_columns(index, t):
             return jax.lax.map(lambda it: column(*it), (index, t))
 
-        run = jax.jit(all_columns) if jit else all_columns
-        plus, minus = run(jnp.asarray(np.repeat(picks, K)), jnp.asarray(steps.ravel(), ref_dtype))
+        index, t = jnp.asarray(np.repeat(picks, K)), jnp.asarray(steps.ravel(), ref_dtype)
+        try:
+            # Compiled even with jit=False, as for check_grads (the reference's own evaluations).
+            plus, minus = jax.jit(all_columns)(index, t)
+        except Exception:  # a function that cannot be traced: evaluate it eagerly
+            if jit:
+                raise
+            plus, minus = all_columns(index, t)
         f0 = np.ravel(np.asarray(fn(x, *xargs)))
         m = f0.size
         e = fd.estimate(
