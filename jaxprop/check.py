@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -54,13 +53,15 @@ from jaxprop.core import (
     Record,
     Report,
     cast,
-    compare,
+    compare_fd,
     default_tolerances,
+    fd_allowance,
     finite_leaves_check,
     format_rows,
     json_float,
     judge,
     leaf_path,
+    memoised,
     paths,
     peak_of,
     precision,
@@ -407,7 +408,7 @@ def _check(
         for path, a in auto_leaves.items():
             a = np.asarray(a)
             out[path] = judge(
-                hand_leaves.get(path) if path in hand_leaves else None,
+                hand_leaves.get(path),
                 a,
                 what="hand gradient",
                 missing="missing from the hand gradient",
@@ -485,21 +486,15 @@ def _check(
     )
 
 
-@functools.lru_cache(maxsize=128)
-def _compiled_cached(fn, jit: bool, grad: bool):
+def _build_compiled(fn, jit: bool, grad: bool):
     f = jax.grad(fn) if grad else fn
     return jax.jit(f) if jit else f
 
 
 def _compiled(fn, jit: bool, grad: bool = False):
     """``fn`` (or ``jax.grad(fn)``) under ``jax.jit`` when ``jit``; memoised on ``fn``, so that
-    checking the same function again reuses its compiled code (a function that is not hashable
-    is wrapped afresh)."""
-    try:
-        return _compiled_cached(fn, jit, grad)
-    except TypeError:
-        f = jax.grad(fn) if grad else fn
-        return jax.jit(f) if jit else f
+    checking the same function again reuses its compiled code."""
+    return memoised(_build_compiled, fn, jit, grad)
 
 
 @dataclasses.dataclass
@@ -569,13 +564,6 @@ class _Reference:
         return noise
 
 
-def _leaf_scale(leaf: np.ndarray) -> float:
-    """A leaf's typical size: its root mean square, or 1 for a leaf of zeros."""
-    v = np.asarray(leaf, np.float64).ravel()
-    rms = float(np.sqrt(np.dot(v, v) / v.size)) if v.size else 0.0
-    return rms if rms > 0 and math.isfinite(rms) else 1.0
-
-
 def _fd_check(
     loss_fn, ref, compared, auto_scale, fd_samples, seed, dtype, rtol, fd_rtol, fd_mode, k
 ):
@@ -589,10 +577,9 @@ def _fd_check(
         for path, leaf in paths(ref.params).items():
             offsets[path] = (start, int(np.size(leaf)))
             start += int(np.size(leaf))
-        limit = default_tolerances(dtype)[1]
         floor_rtol = rtol if fd_rtol is None else max(rtol, fd_rtol)
         if directional:
-            return _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit)
+            return _fd_directions(loss_fn, ref, compared, seed, k, floor_rtol, dtype)
         flat, unravel = ravel_pytree(ref.params)
         flat_np = np.asarray(flat)
         rng = np.random.default_rng(seed)
@@ -630,7 +617,7 @@ def _fd_check(
         m = len(picks[path])
         e = est.take_range(k0, k0 + m)
         k0 += m
-        out[path] = _judge_fd(h, picks[path], e, floor_rtol, limit, auto_scale[path])
+        out[path] = _judge_fd(h, picks[path], e, floor_rtol, dtype, auto_scale[path])
 
     def replay(path: str, index: tuple[int, ...]) -> fd.Estimate:
         """Re-runs the finite differences of one element with the same ladder of steps."""
@@ -677,23 +664,20 @@ def _coordinate_estimates(loss_fn, flat, unravel, args, index, steps, ref) -> fd
     return fd.estimate(f0, plus, minus, steps, ref.dtype, FD_ERROR_MULTIPLE)
 
 
-def _judge_fd(h, picks, e, floor_rtol, limit, scale):
+def _judge_fd(h, picks, e, floor_rtol, dtype, scale):
     """The finite-difference comparison of one leaf at the scale of its jax.grad comparison, and
     the jax.grad disagreements it excuses."""
     h_flat = h.ravel().astype(np.float64)[picks]
-    allowance = FD_ERROR_MULTIPLE * e.error + floor_rtol * scale
-    inconclusive = ~np.isfinite(allowance) | (allowance > limit * scale)
-    interval = (e.left, e.right)
     shape = h.shape
 
     def index_of(k: int) -> tuple[int, ...]:
         return tuple(int(i) for i in np.unravel_index(picks[k], shape)) if shape else ()
 
-    comparison = compare(
-        "finite differences", h_flat, e.value, rtol=floor_rtol, scale=scale,
-        index_of=index_of, allowance=np.where(inconclusive, np.inf, allowance),
-        interval=interval, kink=e.kink, inconclusive=inconclusive, error=e.error, steps=e.steps,
+    comparison = compare_fd(
+        "finite differences", h_flat, e.value, e.error, rtol=floor_rtol, scale=scale,
+        dtype=dtype, left=e.left, right=e.right, kink=e.kink, index_of=index_of, steps=e.steps,
     )  # fmt: skip
+    allowance, _ = fd_allowance(e.error, rtol=floor_rtol, scale=scale, dtype=dtype)
     # Elements where the hand value is a valid subgradient at a kink excuse jax.grad's choice.
     low, high = np.minimum(e.left, e.right), np.maximum(e.left, e.right)
     valid = e.kink & (h_flat >= low - allowance) & (h_flat <= high + allowance)
@@ -706,7 +690,7 @@ def _judge_fd(h, picks, e, floor_rtol, limit, scale):
 
 def _directional_evaluator(loss_fn, treedef, i: int, jit: bool):
     """``(leaves, args, d, j, t) -> (L(θ + t d_j), L(θ − t d_j))`` with only leaf ``i`` moved,
-    over arrays of (j, t); compiled once per loss, tree and leaf (:func:`_cached`)."""
+    over arrays of (j, t); compiled once per loss, tree and leaf (:func:`jaxprop.core.memoised`)."""
 
     def evaluate(leaves, args, d, j, t):
         def one(jt):
@@ -724,27 +708,12 @@ def _directional_evaluator(loss_fn, treedef, i: int, jit: bool):
     return jax.jit(evaluate) if jit else evaluate
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_directional(loss_fn, treedef, i, jit):
-    return _directional_evaluator(loss_fn, treedef, i, jit)
-
-
-def _cached(make, *key):
-    """``make(*key)`` memoised on the key (a check of the same loss reuses its compiled
-    functions), or built afresh where the loss is not hashable."""
-    try:
-        return _cached_directional(*key) if make is _directional_evaluator else make(*key)
-    except TypeError:
-        return make(*key)
-
-
-def _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit):
+def _fd_directions(loss_fn, ref, compared, seed, k, floor_rtol, dtype):
     """Directional finite differences: ``k`` random directions per leaf, each leaf on its own.
 
     A leaf's directions come from a key folded with a hash of its path, so that adding a leaf
     changes no other leaf's directions; the hand value along a direction d is ``hand · d``. The
     cost is 2 k ``DIRECTION_LADDER`` loss evaluations per leaf, whatever its size."""
-    del offsets
     leaves, treedef = jax.tree.flatten(ref.params)
     index_of_path = {p: i for i, p in enumerate(paths(ref.params))}
     f0 = np.asarray(
@@ -755,10 +724,10 @@ def _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit):
         i = index_of_path[path]
         key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(path.encode()) & 0x7FFFFFFF)
         leaf = np.asarray(leaves[i])
-        d = jax.random.normal(key, (k, *leaf.shape), ref.dtype) * _leaf_scale(leaf)
+        d = jax.random.normal(key, (k, *leaf.shape), ref.dtype) * fd.leaf_scale(leaf)
         steps = fd.ladder(np.ones(k), ref.dtype, fd.DIRECTION_LADDER)
         K = steps.shape[1]
-        run = _cached(_directional_evaluator, loss_fn, treedef, i, ref.jit)
+        run = memoised(_directional_evaluator, loss_fn, treedef, i, ref.jit)
         plus, minus = run(
             leaves, ref.args, d, jnp.asarray(np.repeat(np.arange(k), K)),
             jnp.asarray(steps.ravel(), ref.dtype),
@@ -770,16 +739,13 @@ def _fd_directions(loss_fn, ref, compared, offsets, seed, k, floor_rtol, limit):
         dn = np.asarray(d, np.float64).reshape(k, -1)
         hand_dir = dn @ h.ravel().astype(np.float64)
         # The size of a directional derivative g · d with d ~ N(0, s²): ‖g‖ s.
-        size = float(np.linalg.norm(a.ravel().astype(np.float64))) * _leaf_scale(leaf)
+        size = float(np.linalg.norm(a.ravel().astype(np.float64))) * fd.leaf_scale(leaf)
         scale = reference_scale(np.asarray([size]), dtype=ref.dtype)
-        allowance = FD_ERROR_MULTIPLE * e.error + floor_rtol * scale
-        inconclusive = ~np.isfinite(allowance) | (allowance > limit * scale)
         out[path] = (
-            compare(
-                f"finite differences ({k} directions)", hand_dir, e.value, rtol=floor_rtol,
-                scale=scale, allowance=np.where(inconclusive, np.inf, allowance),
-                interval=(e.left, e.right), kink=e.kink, inconclusive=inconclusive,
-                error=e.error, steps=e.steps, index_of=lambda j: (int(j),),
+            compare_fd(
+                f"finite differences ({k} directions)", hand_dir, e.value, e.error,
+                rtol=floor_rtol, scale=scale, dtype=dtype, left=e.left, right=e.right,
+                kink=e.kink, steps=e.steps, index_of=lambda j: (int(j),),
             ),
             None,
         )  # fmt: skip
@@ -949,8 +915,6 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, rtol, fd_rtol, seed, d
         )  # fmt: skip
     floor_rtol = rtol if fd_rtol is None else max(rtol, fd_rtol)
     scale = reference_scale(ref, dtype=dtype)
-    allowance = FD_ERROR_MULTIPLE * e.error.T + floor_rtol * scale  # (n_out, picks)
-    inconclusive = ~np.isfinite(allowance) | (allowance > default_tolerances(dtype)[1] * scale)
 
     def index_of(k):
         o, j = divmod(k, len(picks))
@@ -958,9 +922,8 @@ def _jacobian_fd(fn, primal, args, hand, ref, fd_samples, rtol, fd_rtol, seed, d
         in_index = np.unravel_index(picks[j], np.shape(primal)) if np.ndim(primal) else ()
         return tuple(int(i) for i in (*out_index, *in_index))
 
-    return compare(
-        "finite differences", h_cols[:, picks], e.value.T, rtol=floor_rtol, dtype=dtype,
-        scale=scale, index_of=index_of, allowance=np.where(inconclusive, np.inf, allowance),
-        interval=(e.left.T, e.right.T), kink=e.kink.T, inconclusive=inconclusive,
-        error=e.error.T, steps=np.repeat(steps[None], m, axis=0).reshape(m * P, K),
+    return compare_fd(
+        "finite differences", h_cols[:, picks], e.value.T, e.error.T, rtol=floor_rtol,
+        scale=scale, dtype=dtype, left=e.left.T, right=e.right.T, kink=e.kink.T,
+        index_of=index_of, steps=np.repeat(steps[None], m, axis=0).reshape(m * P, K),
     )  # fmt: skip

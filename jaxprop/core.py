@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -69,10 +70,14 @@ __all__ = [
     "Record",
     "Report",
     "compare",
+    "compare_fd",
     "default_tolerances",
+    "fd_allowance",
     "format_rows",
+    "is_float",
     "judge",
     "leaf_path",
+    "memoised",
     "precision",
     "reference_scale",
     "relative_difference",
@@ -243,7 +248,7 @@ def sensitivity(
       A pytree like ``grad_fn``'s output of non-negative NumPy float64 arrays.
     """
     leaves, treedef = jax.tree.flatten(inputs)
-    where = [i for i, leaf in enumerate(leaves) if _is_float(leaf)]
+    where = [i for i, leaf in enumerate(leaves) if is_float(leaf)]
     rng = np.random.default_rng(seed)
 
     def of_floats(*floats: Any) -> PyTree:
@@ -267,8 +272,26 @@ def sensitivity(
     return jax.tree.map(lambda v: np.sqrt(v / directions), total)
 
 
-def _is_float(x: Any) -> bool:
-    # Only arrays and numbers: jnp.result_type("double") would read a string as a dtype name.
+def memoised(build: Callable[..., Any], *key: Any) -> Any:
+    """``build(*key)``, memoised when the key is hashable: the same function (a loss, a gradient
+    source) then gives the same compiled function, which JAX's cache reuses across calls. An
+    unhashable key (a model holding a list, say) is built afresh."""
+    try:
+        return _memo(build, *key)
+    except TypeError:
+        return build(*key)
+
+
+@functools.lru_cache(maxsize=128)
+def _memo(build: Callable[..., Any], *key: Any) -> Any:
+    return build(*key)
+
+
+def is_float(x: Any) -> bool:
+    """Whether a pytree leaf is a floating-point array or number (a leaf that is differentiated).
+
+    Only arrays and numbers count: ``jnp.result_type("double")`` would read a string as a dtype
+    name."""
     if not isinstance(x, (jax.Array, np.ndarray, np.generic, float)):
         return False
     return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
@@ -477,6 +500,52 @@ def compare(
         steps=() if steps is None else tuple(float(v) for v in np.asarray(steps)[k]),
         kinks=tuple(index_of(int(i)) for i in np.flatnonzero(kink_ok)),
         inconclusive=tuple(index_of(int(i)) for i in np.flatnonzero(left_out)),
+    )
+
+
+def fd_allowance(error: Any, *, rtol: float, scale: float, dtype: Any) -> tuple[Any, Any]:
+    """How far a hand value may lie from a finite-difference estimate: ``FD_ERROR_MULTIPLE`` ×
+    the estimate's error + ``rtol`` × the scale; and where the estimate cannot judge (the
+    allowance beyond the dtype's limit, ``default_tolerances(dtype)[1]`` × the scale, or not
+    finite: *inconclusive*). Returns ``(allowance, inconclusive)``, elementwise."""
+    allowance = FD_ERROR_MULTIPLE * np.asarray(error, np.float64) + rtol * scale
+    limit = default_tolerances(dtype)[1]
+    return allowance, ~np.isfinite(allowance) | (allowance > limit * scale)
+
+
+def compare_fd(
+    reference: str,
+    hand: Any,
+    estimate_value: Any,
+    error: Any,
+    *,
+    rtol: float,
+    scale: float,
+    dtype: Any,
+    left: Any = None,
+    right: Any = None,
+    kink: Any = None,
+    index_of: Callable[[int], tuple[int, ...]] | None = None,
+    steps: Any = None,
+) -> Comparison:
+    """A hand value against a finite-difference estimate with its error (:mod:`jaxprop.fd`): the
+    one judging rule of every finite-difference comparison (:func:`fd_allowance`); at a kink
+    (``kink``, with the one-sided estimates ``left`` and ``right``) any value between them
+    passes."""
+    allowance, inconclusive = fd_allowance(error, rtol=rtol, scale=scale, dtype=dtype)
+    return compare(
+        reference,
+        hand,
+        estimate_value,
+        rtol=rtol,
+        scale=scale,
+        index_of=index_of,
+        allowance=np.where(inconclusive, np.inf, allowance),
+        interval=None if left is None else (left, right),
+        kink=kink,
+        inconclusive=inconclusive,
+        error=error,
+        steps=steps,
     )
 
 

@@ -45,7 +45,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LADDER", "Estimate", "element_scale", "estimate", "ladder"]
+__all__ = ["LADDER", "Estimate", "element_scale", "estimate", "ladder", "leaf_scale"]
 
 # How many steps the ladder has, and the ratio between neighbours.
 LADDER = 12
@@ -78,10 +78,14 @@ def element_scale(values: np.ndarray, leaf: np.ndarray) -> np.ndarray:
       leaf: the whole leaf they belong to.
     """
     v = np.abs(np.asarray(values, np.float64))
+    return np.where(v > 0, v, leaf_scale(leaf))
+
+
+def leaf_scale(leaf: np.ndarray) -> float:
+    """A leaf's typical size: its root mean square, or 1 for a leaf of zeros."""
     flat = np.asarray(leaf, np.float64).ravel()
     rms = float(np.sqrt(np.dot(flat, flat) / flat.size)) if flat.size else 0.0
-    fallback = rms if rms > 0 and np.isfinite(rms) else 1.0
-    return np.where(v > 0, v, fallback)
+    return rms if rms > 0 and np.isfinite(rms) else 1.0
 
 
 def ladder(scale: np.ndarray, dtype: Any, levels: int = LADDER) -> np.ndarray:

@@ -37,7 +37,6 @@ arguments raises.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -55,9 +54,11 @@ from jaxprop.core import (
     Report,
     cast,
     compare,
-    default_tolerances,
+    compare_fd,
     format_rows,
+    is_float,
     leaf_path,
+    memoised,
     peak_of,
     precision,
     reference_scale,
@@ -168,12 +169,6 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _is_float(x: Any) -> bool:
-    return isinstance(x, (jax.Array, np.ndarray, np.generic, float)) and bool(
-        jnp.issubdtype(jnp.result_type(x), jnp.floating)
-    )
-
-
 def _arg_paths(args: tuple) -> list[str]:
     out = []
     for path, _ in jax.tree_util.tree_flatten_with_path(args)[0]:
@@ -212,7 +207,7 @@ class _Rule:
         owner = [k for k, a in enumerate(args) for _ in jax.tree.leaves(a)]
         held = held or set()
         self.where = [
-            i for i, leaf in enumerate(self.leaves) if _is_float(leaf) and owner[i] not in held
+            i for i, leaf in enumerate(self.leaves) if is_float(leaf) and owner[i] not in held
         ]
 
     def floats(self, leaves: list | None = None) -> tuple:
@@ -315,7 +310,7 @@ def _run(rule, args, dtype, seed, rtol, fd_samples, jit, vmap, probes, name) -> 
         return report()
     out_leaves, out_tree = jax.tree.flatten(out)
     out_names = _out_paths(out)
-    float_out = [_is_float(o) for o in out_leaves]
+    float_out = [is_float(o) for o in out_leaves]
 
     # Reverse mode: an independent random cotangent for every floating output leaf.
     cot_out = [
@@ -326,7 +321,7 @@ def _run(rule, args, dtype, seed, rtol, fd_samples, jit, vmap, probes, name) -> 
         primal_v, vjp_fn = jax.vjp(rule.call, *floats)
         cots = vjp_fn(jax.tree.unflatten(out_tree, cot_out))
     except Exception as e:  # the user's fwd or bwd
-        leaf = _leaf_from_message(str(e), rule)
+        leaf = _leaf_from_message(str(e))
         fail("reverse", leaf, _first_line(e))
         cots = None
         primal_v = None
@@ -384,7 +379,7 @@ def _run(rule, args, dtype, seed, rtol, fd_samples, jit, vmap, probes, name) -> 
     return report()
 
 
-def _leaf_from_message(message: str, rule: _Rule) -> str:
+def _leaf_from_message(message: str) -> str:
     """The argument a JAX error names ("at output[1] the bwd rule produced …"), or ``""``."""
     m = re.search(r"at output\[(\d+)\]", message)
     if m is None:
@@ -409,7 +404,7 @@ class _FloatReference:
                     f64 = tuple(jnp.asarray(v, jnp.float64) for v in rule.floats())
                     out = rule.call(*f64)
                 if all(
-                    jnp.result_type(o) == jnp.float64 for o in jax.tree.leaves(out) if _is_float(o)
+                    jnp.result_type(o) == jnp.float64 for o in jax.tree.leaves(out) if is_float(o)
                 ):
                     return cls(rule, f64, jnp.dtype(jnp.float64))
             except Exception:  # f runs in its own dtype only
@@ -433,7 +428,6 @@ def _projected(rule, out_tree, cot_out, float_out) -> Callable:
     return g
 
 
-@functools.lru_cache(maxsize=32)
 def _fd_runner(fn):
     """``(base, d, t) -> (fn(base + t d), fn(base − t d))`` over the steps t, compiled once per
     function: every leaf's probes of one check reuse it."""
@@ -446,17 +440,12 @@ def _fd_runner(fn):
     )
 
 
-def _fd_limit(dtype) -> float:
-    """The allowance (relative to the scale) beyond which finite differences cannot judge."""
-    return default_tolerances(dtype)[1]
-
-
 def _fd_estimates(fn, base: tuple, directions: list, dtype) -> fd.Estimate:
     """Finite differences of ``fn`` (array-valued allowed) along each direction, one per probe;
     each direction a tuple like ``base`` of perturbations of unit scale."""
     steps = fd.ladder(np.ones(len(directions)), dtype)
     K = steps.shape[1]
-    run = _fd_runner(fn)
+    run = memoised(_fd_runner, fn)
     values_p, values_m = [], []
     for p, d in enumerate(directions):
         plus, minus = run(base, d, jnp.asarray(steps[p], dtype))
@@ -503,27 +492,15 @@ def _fd_records(rule, ref, projected, hand, seed, dtype, rtol, fd_samples) -> li
             scale = reference_scale(
                 np.concatenate([value, h.ravel()[picks]]), dtype=dtype, peak=peak
             )
-            allowance = FD_ERROR_MULTIPLE * err + rtol * scale
-            limit = _fd_limit(dtype)
-            inconclusive = ~np.isfinite(allowance) | (allowance > limit * scale)
             shape = np.shape(rule.leaves[rule.where[k]])
 
             def index_of(i, picks=picks, shape=shape):
                 return tuple(int(v) for v in np.unravel_index(picks[i], shape)) if shape else ()
 
-            c = compare(
-                "finite differences",
-                h.ravel()[picks],
-                value,
-                rtol=rtol,
-                scale=scale,
-                index_of=index_of,
-                allowance=np.where(inconclusive, np.inf, allowance),
-                interval=(left, right),
-                kink=e.kink[:, 0],
-                inconclusive=inconclusive,
-                error=err,
-            )
+            c = compare_fd(
+                "finite differences", h.ravel()[picks], value, err, rtol=rtol, scale=scale,
+                dtype=dtype, left=left, right=right, kink=e.kink[:, 0], index_of=index_of,
+            )  # fmt: skip
             records.append(RuleRecord(f"reverse {p}", "reverse", p, shape, comparison=c))
     return records
 
@@ -542,19 +519,10 @@ def _dot_product(rule, ref, projected, hand, seed, dtype, rtol) -> list[RuleReco
         for p, ti in zip(paths, t, strict=True)
     )
     scale = reference_scale(np.asarray([size]), dtype=dtype)
-    allowance = FD_ERROR_MULTIPLE * e.error[0] + rtol * scale
-    inconclusive = ~np.isfinite(allowance) | (allowance > _fd_limit(dtype) * scale)
-    c = compare(
-        "finite differences",
-        np.asarray([lhs]),
-        e.value[0],
-        rtol=rtol,
-        scale=scale,
-        allowance=np.where(inconclusive, np.inf, allowance),
-        inconclusive=inconclusive,
-        error=e.error[0],
-        index_of=lambda k: (),
-    )
+    c = compare_fd(
+        "finite differences", np.asarray([lhs]), e.value[0], e.error[0], rtol=rtol,
+        scale=scale, dtype=dtype, index_of=lambda k: (),
+    )  # fmt: skip
     return [RuleRecord("dot-product", "dot-product", "", (), comparison=c)]
 
 
@@ -573,7 +541,7 @@ def _integer_arguments(rule, args, out_tree, cot_out) -> list[RuleRecord]:
         return [RuleRecord("types", "types", "", (), problem=_first_line(e))]
     for k, (arg, c) in enumerate(zip(args, cots, strict=False)):
         arg_leaves = jax.tree.leaves(arg)
-        if not arg_leaves or any(_is_float(v) for v in arg_leaves) or c is None:
+        if not arg_leaves or any(is_float(v) for v in arg_leaves) or c is None:
             continue
         for v in jax.tree.leaves(c):
             if jnp.result_type(v) != jax.dtypes.float0:
@@ -612,30 +580,22 @@ def _forward_records(
         t64 = tuple(jnp.asarray(t, ref.dtype) for t in tangents)
 
         def flat_out(*x):
-            outs = [o for o in jax.tree.leaves(rule.call(*x)) if _is_float(o)]
+            outs = [o for o in jax.tree.leaves(rule.call(*x)) if is_float(o)]
             return jnp.concatenate([jnp.ravel(jnp.asarray(o, ref.dtype)) for o in outs])
 
         e = _fd_estimates(flat_out, ref.floats, [t64], ref.dtype)
     start = 0
     for n, o, j in zip(out_names, jax.tree.leaves(out), jt_leaves, strict=True):
-        if not _is_float(o):
+        if not is_float(o):
             continue
         size = int(np.size(o))
         v, err = e.value[0, start : start + size], e.error[0, start : start + size]
         start += size
         scale = reference_scale(v, dtype=dtype)
-        allowance = FD_ERROR_MULTIPLE * err + rtol * scale
-        inconclusive = ~np.isfinite(allowance) | (allowance > _fd_limit(dtype) * scale)
-        c = compare(
-            "finite differences",
-            np.asarray(j, np.float64).ravel(),
-            v,
-            rtol=rtol,
-            scale=scale,
-            allowance=np.where(inconclusive, np.inf, allowance),
-            inconclusive=inconclusive,
-            error=err,
-        )
+        c = compare_fd(
+            "finite differences", np.asarray(j, np.float64).ravel(), v, err, rtol=rtol,
+            scale=scale, dtype=dtype,
+        )  # fmt: skip
         records.append(RuleRecord(f"forward {n}", "forward", n, tuple(np.shape(o)), comparison=c))
     # Linearity: jvp(a t1 + b t2) = a jvp(t1) + b jvp(t2).
     t2 = tuple(
@@ -673,7 +633,7 @@ def _forward_records(
         lhs = sum(
             _vdot(c, j)
             for c, j, o in zip(cot_out, jt_leaves, jax.tree.leaves(out), strict=True)
-            if _is_float(o)
+            if is_float(o)
         )
         rhs = sum(_vdot(hand[p], t) for p, t in zip(paths, tangents, strict=True))
         records.append(
@@ -762,7 +722,7 @@ def _vmap_records(rule, args, seed, dtype, rtol) -> list[RuleRecord]:
             )
         )
     out_leaves = jax.tree.leaves(outs[0])
-    if not all(_is_float(o) for o in out_leaves):
+    if not all(is_float(o) for o in out_leaves):
         return records
     cot = [
         jnp.stack([_random_like(seed + b, "vmap " + n, o) for b in range(B)])
@@ -835,7 +795,7 @@ def _probe_records(rule, out_tree, cot_out, probes) -> list[RuleRecord]:
         try:
             out = rule.call(*scaled)
             if not all(
-                np.all(np.isfinite(np.asarray(o))) for o in jax.tree.leaves(out) if _is_float(o)
+                np.all(np.isfinite(np.asarray(o))) for o in jax.tree.leaves(out) if is_float(o)
             ):
                 continue  # the primal itself is not finite here: nothing to hold the rule to
             cots = jax.vjp(rule.call, *scaled)[1](jax.tree.unflatten(out_tree, cot_out))

@@ -51,6 +51,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxprop.core import memoised
+
 __all__ = [
     "ALL_GRAD_SOURCES",
     "GRAD_SOURCES",
@@ -102,7 +104,7 @@ def make_value_and_grad(model, grad_source: str = "manual") -> Callable:
     """
     if grad_source not in ALL_GRAD_SOURCES:
         raise ValueError(f"grad_source must be one of {ALL_GRAD_SOURCES}, got {grad_source!r}")
-    return _cached(_make_value_and_grad, model, grad_source)
+    return memoised(_make_value_and_grad, model, grad_source)
 
 
 def _make_value_and_grad(model, grad_source):
@@ -113,20 +115,6 @@ def _make_value_and_grad(model, grad_source):
 
         return jax.value_and_grad(custom_vjp(model))
     return jax.value_and_grad(model.loss)
-
-
-def _cached(build, *key):
-    """``build(*key)``, memoised when the key is hashable: the same gradient source then gives the
-    same function object, and the compiled training loop is reused across calls of train()."""
-    try:
-        return _memo(build, *key)
-    except TypeError:  # an unhashable key (e.g. a model holding a list): build afresh
-        return build(*key)
-
-
-@functools.lru_cache(maxsize=128)
-def _memo(build, *key):
-    return build(*key)
 
 
 def data_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
@@ -161,7 +149,7 @@ def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad
         if loss_fn is None:
             raise ValueError("grad_fn needs loss_fn, the loss to record at each step")
 
-        return _cached(_pair, loss_fn, grad_fn)
+        return memoised(_pair, loss_fn, grad_fn)
     return make_value_and_grad(model, grad_source)
 
 
@@ -378,7 +366,7 @@ def train(
         opt_state = jax.device_put(opt_state, replicated)
 
     key = jax.random.key(seed)
-    run_chunk = _cached(_chunk_runner, value_and_grad, optimizer, batch, full_batch, rows)
+    run_chunk = memoised(_chunk_runner, value_and_grad, optimizer, batch, full_batch, rows)
 
     # Every chunk but the last has the same length, so at most two compilations.
     chunk = min(chunk_size, steps)
@@ -415,8 +403,8 @@ def train(
 def _chunk_runner(value_and_grad, optimizer, batch: int, full_batch: bool, rows):
     """The jitted ``run_chunk(params, opt_state, x, Y, key, first_step, length)``: ``length``
     optimizer steps in one :func:`jax.lax.scan`. The data are arguments, not constants baked into
-    the program, and the runner is memoised (:func:`_cached`), so a second run with the same
-    gradient source, optimizer and batching reuses the compiled program."""
+    the program, and the runner is memoised (:func:`jaxprop.core.memoised`), so a second run with
+    the same gradient source, optimizer and batching reuses the compiled program."""
 
     def select(x, Y, key, step):
         if full_batch:

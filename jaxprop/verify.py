@@ -65,12 +65,14 @@ def verify_entry(
         return result
     raise TypeError(
         "verify_entry needs a jaxprop.Model, a jaxprop.Example or an entry with name, source and "
-        f"check(*, seed, dtype, jit, batch), got {type(entry).__name__}"
-        + (
-            "; look a registered one up with jaxprop.get_model(name)"
-            if isinstance(entry, str)
-            else ""
-        )
+        f"check(*, seed, dtype, jit, batch), got {type(entry).__name__}{_name_hint(entry)}"
+    )
+
+
+def _name_hint(value: Any) -> str:
+    """For a name passed where an entry was wanted: how to look the entry up."""
+    return (
+        "; look a registered one up with jaxprop.get_model(name)" if isinstance(value, str) else ""
     )
 
 
@@ -106,12 +108,9 @@ def verify_model(
         of 0 would make the mean loss NaN), or the model has no ``init`` or ``sample``.
     """
     if not isinstance(model, Model):
-        hint = (
-            "; look a registered one up with jaxprop.get_model(name)"
-            if isinstance(model, str)
-            else ""
+        raise TypeError(
+            f"verify_model needs a jaxprop.Model, got {type(model).__name__}{_name_hint(model)}"
         )
-        raise TypeError(f"verify_model needs a jaxprop.Model, got {type(model).__name__}{hint}")
     for name, value, least in (("seed", seed, 0), ("batch", batch, 1)):
         # Checked here: the key and the data are drawn before check_grads sees them.
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
