@@ -23,9 +23,23 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ACTIVATIONS", "Activation", "get_activation"]
+__all__ = ["ACTIVATIONS", "Activation", "Mistake", "get_activation"]
 
 Array = jax.Array
+
+
+class Mistake(NamedTuple):
+    """A known wrong local derivative of an activation, for the diagnosis of a hand adjoint.
+
+    Attributes:
+      says: what was written, in words; ``{z}`` and ``{a}`` stand for the names of the
+        pre-activation and of the activation's output (``"1 − {a} (the square missing)"``).
+      factor: ``(z, a) -> φ``, the wrong factor, elementwise: a hand adjoint ``g * φ`` instead of
+        ``g * σ′(z)``.
+    """
+
+    says: str
+    factor: Callable[[Array, Array], Array]
 
 
 class Activation(NamedTuple):
@@ -38,15 +52,19 @@ class Activation(NamedTuple):
         pre-activation ``z``, the saved output ``a = fn(z)`` and the adjoint ``g = ∂L/∂a``
         (all the same shape), returns ``∂L/∂z``.
       deriv: ``z -> σ′(z)`` elementwise, or ``None`` where the Jacobian is not diagonal.
+      mistakes: the known wrong derivatives of this activation (:class:`Mistake`), beyond the
+        two every elementwise activation has (its value σ(z) instead of σ′(z), and σ′ taken at
+        the output instead of the input), which :func:`jaxprop.diagnosis.diagnose` tries.
     """
 
     name: str
     fn: Callable[[Array], Array]
     vjp: Callable[[Array, Array, Array], Array]
     deriv: Callable[[Array], Array] | None
+    mistakes: tuple[Mistake, ...] = ()
 
 
-def _elementwise(name, fn, deriv_from_z_and_a):
+def _elementwise(name, fn, deriv_from_z_and_a, mistakes=()):
     """An elementwise activation: ∂a/∂z = diag(σ′), so the VJP is a product."""
 
     def vjp(z, a, g):
@@ -55,7 +73,7 @@ def _elementwise(name, fn, deriv_from_z_and_a):
     def deriv(z):
         return deriv_from_z_and_a(z, fn(z))
 
-    return Activation(name, fn, vjp, deriv)
+    return Activation(name, fn, vjp, deriv, tuple(Mistake(*m) for m in mistakes))
 
 
 def _sigmoid(z):
@@ -78,9 +96,37 @@ ACTIVATIONS: dict[str, Activation] = {
     "identity": _elementwise("identity", lambda z: z, lambda z, a: jnp.ones_like(z)),
     # σ′ = σ(1 − σ), written from the saved output (001_90440b38c2c51fc3.txt eq (6) prints
     # ln σ · ln(1 − σ); see docs/errata.md).
-    "sigmoid": _elementwise("sigmoid", _sigmoid, lambda z, a: a * (1.0 - a)),
+    "sigmoid": _elementwise(
+        "sigmoid",
+        _sigmoid,
+        lambda z, a: a * (1.0 - a),
+        mistakes=(
+            (
+                "ln σ · ln(1 − σ), the sigmoid derivative as 001_90440b38c2c51fc3.txt eq (6) "
+                "prints it",
+                lambda z, a: jnp.log(a) * jnp.log1p(-a),
+            ),
+            (
+                "{z}(1 − {z}): σ(1 − σ) written with the input {z} in place of the output {a}",
+                lambda z, a: z * (1.0 - z),
+            ),
+            ("1 − {a}: the factor {a} of σ′ = {a}(1 − {a}) missing", lambda z, a: 1.0 - a),
+        ),
+    ),
     # tanh′ = 1 − tanh², from the saved output (001_90440b38c2c51fc3.txt eq (11)).
-    "tanh": _elementwise("tanh", jnp.tanh, lambda z, a: 1.0 - a * a),
+    "tanh": _elementwise(
+        "tanh",
+        jnp.tanh,
+        lambda z, a: 1.0 - a * a,
+        mistakes=(
+            ("1 − {a}: the square of tanh′ = 1 − {a}² missing", lambda z, a: 1.0 - a),
+            (
+                "1 − {z}²: tanh′ = 1 − tanh² written with the input {z} in place of the output {a}",
+                lambda z, a: 1.0 - z * z,
+            ),
+            ("1 + {a}²: tanh′ with the sign of tanh² flipped", lambda z, a: 1.0 + a * a),
+        ),
+    ),
     # relu′ = 1 for z > 0 else 0 (the subgradient 0 at z = 0, as jax.grad takes it).
     "relu": _elementwise(
         "relu", lambda z: jnp.where(z > 0, z, 0.0), lambda z, a: (z > 0).astype(z.dtype)

@@ -69,6 +69,7 @@ from jaxprop.core import (
     sensitivity,
     tolerances,
 )
+from jaxprop.diagnosis import Diagnosis, diagnose
 
 __all__ = [
     "Comparison",
@@ -134,6 +135,9 @@ class LeafReport(Record):
       vs_fd: the comparison with finite differences (``None`` when not run).
       problem: what is wrong with the leaf's structure (missing, extra, shape, dtype,
         non-finite), or ``None``.
+      diagnosis: what the mistake is, where the leaf departs from ``jax.grad``
+        (:class:`jaxprop.diagnosis.Diagnosis`: sign, scale, transpose, zero, unclassified), or
+        ``None``.
     """
 
     path: str
@@ -142,6 +146,7 @@ class LeafReport(Record):
     vs_auto: Comparison | None = None
     vs_fd: Comparison | None = None
     problem: str | None = None
+    diagnosis: Diagnosis | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +218,10 @@ class GradReport(Report):
     def __str__(self) -> str:
         title = self.name or "gradient check"
         head = f"{title}  [{self.dtype}]" + (f"  source: {self.source}" if self.source else "")
-        return head + "\n" + format_table(self.leaves)
+        said = "".join(
+            f"\ndiagnosis of {path} ({d.kind}): {d.message}" for path, d in self.diagnoses.items()
+        )
+        return head + "\n" + format_table(self.leaves) + said
 
 
 def leaf_status(leaf: LeafReport) -> str:
@@ -453,9 +461,24 @@ def _check(
             first = auto_comparisons(noise, excused)
 
     leaves: list[LeafReport] = []
+    batch = _batch_size(args)
     for path, a in auto_leaves.items():
         vs_auto, problem = first[path]
         vs_fd = fd_result[path][0] if path in fd_result else None
+        diagnosis = None
+        if (vs_auto is not None and not vs_auto.ok) or (
+            path in hand_leaves and np.shape(hand_leaves[path]) != np.shape(a)
+        ):
+            diagnosis = diagnose(
+                path,
+                hand_leaves[path],
+                a,
+                dtype=dtype,
+                rtol=rtol,
+                batch=batch,
+                problem=problem,
+                noun="gradient",
+            )
         leaves.append(
             LeafReport(
                 path=path,
@@ -464,6 +487,7 @@ def _check(
                 vs_auto=vs_auto,
                 vs_fd=vs_fd,
                 problem=problem,
+                diagnosis=diagnosis,
             )
         )
     for path, h in hand_leaves.items():
@@ -484,6 +508,15 @@ def _check(
         seed=seed,
         replay=replay,
     )
+
+
+def _batch_size(args: tuple) -> int | None:
+    """The batch size B a diagnosis names a scale of B or 1/B by: the leading dimension of the
+    first array argument (the inputs x), or ``None`` where there is none."""
+    for a in jax.tree.leaves(args):
+        if jnp.ndim(a) >= 1:
+            return int(jnp.shape(a)[0])
+    return None
 
 
 def _build_compiled(fn, jit: bool, grad: bool):
@@ -839,6 +872,13 @@ def check_jacobian(
                     fn, primal, args, np.asarray(hand), ref, fd_samples, rtol, fd_rtol, seed,
                     dtype, jit,
                 )  # fmt: skip
+            diagnosis = None
+            if (vs_auto is not None and not vs_auto.ok) or (
+                hand is not None and np.shape(hand) != ref.shape
+            ):
+                diagnosis = diagnose(
+                    path, hand, ref, dtype=dtype, rtol=rtol, problem=problem, noun="Jacobian"
+                )
             leaves.append(
                 LeafReport(
                     path=path,
@@ -847,6 +887,7 @@ def check_jacobian(
                     vs_auto=vs_auto,
                     vs_fd=vs_fd,
                     problem=problem,
+                    diagnosis=diagnosis,
                 )
             )
     report = GradReport(

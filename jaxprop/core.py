@@ -610,6 +610,18 @@ def relative_difference(a: Any, b: Any) -> np.ndarray:
         return np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
 
 
+def mismatch(hand: Any, candidate: Any) -> float:
+    """``max |hand − candidate|`` over the larger of ``max |hand|`` and ``max |candidate|``, in
+    float64 (the denominator floored at the smallest normal number, item 5 of the scale rule):
+    how far a hand value is from one explanation of it (a diagnosis's candidate); ``inf`` where
+    either is not finite or the shapes differ."""
+    a, b = np.asarray(hand, np.float64), np.asarray(candidate, np.float64)
+    if a.shape != b.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return math.inf
+    scale = max(max_abs(a), max_abs(b), float(np.finfo(np.float64).tiny))
+    return max_abs(a - b) / scale
+
+
 def json_float(v: float) -> float | str:
     """``v`` for JSON: non-finite numbers as their string (``"inf"``, ``"nan"``)."""
     return float(v) if math.isfinite(v) else str(v)
@@ -649,7 +661,8 @@ class Record:
             value = getattr(self, f.name)
             if f.name == "problem":
                 continue
-            if isinstance(value, Comparison) or value is None:
+            if isinstance(value, Comparison) or value is None or hasattr(value, "to_dict"):
+                # A comparison, or a diagnosis: its figures as a dict.
                 comps[f.name] = None if value is None else value.to_dict()
             else:
                 ident[f.name] = list(value) if isinstance(value, tuple) else value
@@ -688,6 +701,22 @@ class Report:
     def failing(self) -> tuple[str, ...]:
         """The names of the failing entries, in order."""
         return tuple(getattr(e, self._key) for e in self.entries() if not e.ok)
+
+    @property
+    def diagnosis(self) -> Any:
+        """What the mistake is at the first failing entry (a
+        :class:`jaxprop.diagnosis.Diagnosis`), or ``None`` when the report passes or has no
+        diagnosis."""
+        return next((e.diagnosis for e in self.entries() if getattr(e, "diagnosis", None)), None)
+
+    @property
+    def diagnoses(self) -> dict[str, Any]:
+        """The diagnosis of every diagnosed entry, by its name."""
+        return {
+            getattr(e, self._key): e.diagnosis
+            for e in self.entries()
+            if getattr(e, "diagnosis", None) is not None
+        }
 
     def __getitem__(self, key: str) -> Any:
         for e in self.entries():

@@ -59,6 +59,7 @@ from jaxprop.core import (
     precision,
     tolerances,
 )
+from jaxprop.diagnosis import Diagnosis, diagnose
 from jaxprop.model import Model
 
 __all__ = ["ModelReport", "NodeReport", "NodeResult", "check_nodes", "true_adjoints"]
@@ -74,12 +75,15 @@ class NodeResult(Record):
       vs_auto: the comparison with the true adjoint (``None`` when it could not be compared).
       problem: what is wrong with the hand adjoint's structure (missing, shape, dtype, not
         finite), or ``None``.
+      diagnosis: what the mistake is (:class:`jaxprop.diagnosis.Diagnosis`), on the first
+        failing node only (the nodes after it inherit its error); ``None`` elsewhere.
     """
 
     name: str
     shape: tuple[int, ...]
     vs_auto: Comparison | None = None
     problem: str | None = None
+    diagnosis: Diagnosis | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +115,13 @@ class NodeReport(Report):
         return next((n.name for n in self.nodes if not n.ok), None)
 
     def _header(self) -> dict:
+        d = self.diagnosis
         return {
             "name": self.name,
             "ok": self.ok,
             "dtype": self.dtype,
             "first_failing": self.first_failing,
+            "diagnosis": None if d is None else d.to_dict(),
         }
 
     def _trailer(self) -> dict:
@@ -130,7 +136,9 @@ class NodeReport(Report):
             if self.first_failing
             else f"hand adjoints of unknown nodes: {', '.join(self.extra)}"
         )
-        return f"{title}\n{format_node_table(self)}\n{verdict}"
+        d = self.diagnosis
+        said = "" if d is None else f"\ndiagnosis ({d.kind}): {d.message}"
+        return f"{title}\n{format_node_table(self)}\n{verdict}{said}"
 
 
 def format_node_table(report: NodeReport) -> str:
@@ -143,7 +151,10 @@ def format_node_table(report: NodeReport) -> str:
             status = "ok"
         else:
             status = "FAIL" + (f": {n.problem}" if n.problem else "")
-            status += "  <- first failing" if n.name == first else "  (inherits)"
+            if n.name == first:
+                status += "  <- first failing" + (f": {n.diagnosis.kind}" if n.diagnosis else "")
+            else:
+                status += "  (inherits)"
         rows.append(
             (
                 n.name,
@@ -283,6 +294,7 @@ def check_nodes(
         maybe_jit = jax.jit if jit else (lambda f: f)
         true = maybe_jit(lambda p, x, Y: true_adjoints(model, p, x, Y))(params, x, Y)
         hand = maybe_jit(lambda p, x, Y: model.backward_from(p, x, Y)[1])(params, x, Y)
+        saved = maybe_jit(lambda p, x: model.run_forward(p, x)[1])(params, x)
         true = {k: np.asarray(v) for k, v in true.items()}
         peak = peak_of(true.values())
         results = []
@@ -297,7 +309,25 @@ def check_nodes(
                 )
             )
         extra = tuple(sorted(set(hand) - set(nodes)))
+        results = _diagnose_first(results, nodes, hand, true, saved, x, dtype, rtol)
     return NodeReport(nodes=tuple(results), dtype=dtype.name, name=model.name, extra=extra)
+
+
+def _diagnose_first(results, nodes, hand, true, saved, x, dtype, rtol) -> list[NodeResult]:
+    """The results with the first failing node diagnosed: its hand adjoint against the true
+    one, the true adjoints of the nodes after it (in forward order, nearest first) and the saved
+    forward values."""
+    first = next((i for i, r in enumerate(results) if not r.ok), None)
+    if first is None:
+        return results
+    r = results[first]
+    after = nodes[nodes.index(r.name) + 1 :]
+    batch = int(jnp.shape(x)[0]) if jnp.ndim(x) >= 1 else None
+    diagnosis = diagnose(
+        r.name, hand.get(r.name), true[r.name], dtype=dtype, rtol=rtol, batch=batch,
+        downstream=[(n, true[n]) for n in after], saved=saved, problem=r.problem,
+    )  # fmt: skip
+    return [*results[:first], dataclasses.replace(r, diagnosis=diagnosis), *results[first + 1 :]]
 
 
 @dataclasses.dataclass(frozen=True)
