@@ -170,6 +170,15 @@ def _diagnose(name, hand, true, rtol, batch, downstream, saved, problem, noun) -
                              f"{what} is the transpose of the true {noun}: a product taken in "
                              "the wrong order, or the other layout (rows for columns)",
                              {"mismatch": json_float(r)})  # fmt: skip
+    elif h.ndim == 2 and min(h.shape) > 1:
+        # The right values, computed transposed and then reshaped (not transposed) back.
+        for layout in (t.T.reshape(t.shape), t.reshape(t.shape[::-1]).T):
+            if (r := mismatch(h, layout)) <= rtol:
+                return Diagnosis(name, "transpose",
+                                 f"{what} holds the true {noun}'s values in the other layout: "
+                                 f"computed as its transpose {t.shape[::-1]} and reshaped to "
+                                 f"{t.shape} instead of transposed",
+                                 {"mismatch": json_float(r)})  # fmt: skip
     if (r := mismatch(h, t)) <= rtol:
         # The values are right: what fails is the structure (a dtype).
         return Diagnosis(name, "unclassified",

@@ -68,7 +68,8 @@ class Mutator:
     """The ``__mutate__`` of a mutated module: scales the floating-point leaves of a value by
     ``SCALE`` and counts the calls and the leaves scaled."""
 
-    def __init__(self):
+    def __init__(self, scale: float = SCALE):
+        self.scale = scale
         self.calls = 0
         self.scaled = 0
 
@@ -77,7 +78,7 @@ class Mutator:
             isinstance(u, (jax.Array, np.ndarray)) and jnp.issubdtype(u.dtype, jnp.inexact)
         ):
             self.scaled += 1
-            return u * SCALE
+            return u * self.scale
         return u
 
     def __call__(self, value):
@@ -247,13 +248,17 @@ def _mutants() -> list[Mutant]:
     return out
 
 
-def _rebuild(module: types.ModuleType, tree: ast.Module, name: str) -> tuple[Model, Mutator]:
-    """Executes ``tree`` as a fresh module object and builds the model called ``name`` from its
-    ``models()``; returns it with the module's ``__mutate__``."""
+def _rebuild(
+    module: types.ModuleType, tree: ast.Module, name: str, mutator=None, **names
+) -> tuple[Model, Mutator]:
+    """Executes ``tree`` as a fresh module object (with ``names`` among its globals) and builds
+    the model called ``name`` from its ``models()``; returns it with the module's
+    ``__mutate__`` (``mutator``, by default one that scales by ``SCALE``)."""
     fresh = types.ModuleType(module.__name__, module.__doc__)
     fresh.__file__ = module.__file__
     fresh.__package__ = module.__package__
-    mutator = fresh.__dict__["__mutate__"] = Mutator()
+    fresh.__dict__.update(names)
+    mutator = fresh.__dict__["__mutate__"] = Mutator() if mutator is None else mutator
     exec(compile(tree, module.__file__, "exec"), fresh.__dict__)
     if not hasattr(fresh, "models"):
         raise AssertionError(
