@@ -86,6 +86,13 @@ def _verify(args: argparse.Namespace) -> int:
             if node_report is not None:
                 print("  nodes, in backward order:")
                 print("  " + format_node_table(node_report).replace("\n", "\n  "))
+            node_diagnosis = None if node_report is None else node_report.diagnosis
+            if node_diagnosis is not None:
+                d = node_diagnosis
+                print(f"  diagnosis at node {d.node} ({d.kind}): {d.message}")
+            else:
+                for path, d in r.diagnoses.items():
+                    print(f"  diagnosis at leaf {path} ({d.kind}): {d.message}")
             print()
         passed = sum(bool(r) for r in reports)
         print(

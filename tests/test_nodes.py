@@ -424,12 +424,16 @@ def test_cli_verify_nodes_names_the_node(monkeypatch, capsys):
     assert jaxprop.cli.main(["verify", "--nodes", "--batch", "3"]) == 1
     out = capsys.readouterr().out
     assert "first failing node a1" in out
-    assert "a1" in out and "<- first failing" in out
+    assert "a1" in out and "<- first failing: scale" in out
+    assert "diagnosis at node a1 (scale): ∂L/∂a1 is c = 1.5 times the true adjoint" in out
     assert jaxprop.cli.main(["verify", "--nodes", "--json", "--batch", "3"]) == 1
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is False
     assert payload["models"][0]["nodes"]["first_failing"] == "a1"
     assert payload["models"][0]["nodes"]["failing"] == ["a1", "z1"]
+    diagnosis = payload["models"][0]["nodes"]["diagnosis"]
+    assert (diagnosis["node"], diagnosis["kind"]) == ("a1", "scale")
+    assert diagnosis["figures"]["c"] == pytest.approx(1.5, rel=1e-12)
 
 
 def test_cli_verify_nodes_passes_and_skips_entries_without_nodes(monkeypatch, capsys):
