@@ -50,6 +50,7 @@ from jaxprop.core import (
     NOISE_MULTIPLE,
     Comparison,
     GradientCheckError,
+    OnArrays,
     Record,
     Report,
     cast,
@@ -62,6 +63,7 @@ from jaxprop.core import (
     judge,
     leaf_path,
     memoised,
+    partition,
     paths,
     peak_of,
     precision,
@@ -173,6 +175,7 @@ class GradReport(Report):
     source: str | None = None
     reference_dtype: str | None = None
     seed: int | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
     replay: Callable[[str, tuple[int, ...]], fd.Estimate] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
@@ -213,6 +216,8 @@ class GradReport(Report):
             head["reference_dtype"] = self.reference_dtype
         if self.seed is not None:
             head["seed"] = self.seed
+        if self.skipped:
+            head["skipped"] = dict(self.skipped)
         return head
 
     def __str__(self) -> str:
@@ -221,6 +226,8 @@ class GradReport(Report):
         said = "".join(
             f"\ndiagnosis of {path} ({d.kind}): {d.message}" for path, d in self.diagnoses.items()
         )
+        if self.skipped:
+            said += "\nskipped, not arrays: " + ", ".join(f"{p} ({t})" for p, t in self.skipped)
         return head + "\n" + format_table(self.leaves) + said
 
 
@@ -337,12 +344,26 @@ def check_grads(
         or (fd_directions < 1)
     ):
         raise ValueError(f"fd_directions must be an integer >= 1, got {fd_directions!r}")
+    # Leaves that are not arrays (a function, a string: a module's static fields) are held, not
+    # differentiated.
+    arrays, part = partition(params)
+    if part is not None and not jax.tree.leaves(arrays):
+        held = ", ".join(f"{p} ({t})" for p, t in part.skipped)
+        raise ValueError(
+            f"params has no array leaves: {held} are not arrays (they would be held, not "
+            "checked), so there is nothing to check; pass the arrays loss_fn differentiates, "
+            "e.g. jnp.asarray(value)"
+        )
+    if part is not None:
+        loss_fn, grad_fn, params = OnArrays(loss_fn, part), OnArrays(grad_fn, part, True), arrays
     with precision(dtype):
         report = _check(
             loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed,
             fd_mode, int(fd_directions),
         )  # fmt: skip
-    report = dataclasses.replace(report, name=name, source=source)
+    report = dataclasses.replace(
+        report, name=name, source=source, skipped=() if part is None else part.skipped
+    )
     if raise_on_failure:
         report.raise_if_failed()
     return report

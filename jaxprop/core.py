@@ -805,6 +805,71 @@ def cast(tree: PyTree, dtype: Any) -> PyTree:
     return jax.tree.map(cast_leaf, tree)
 
 
+def is_array_leaf(x: Any) -> bool:
+    """Whether a pytree leaf is an array or a number (a leaf a check looks at), rather than a
+    function, a string, an activation choice or another object (a leaf it skips, the way
+    equinox's ``filter`` keeps a module's static fields out of ``jax.grad``)."""
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex))
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    """A parameter pytree split into its array leaves and the rest (:func:`partition`).
+
+    Attributes:
+      treedef: the structure of the whole tree.
+      static: its leaves, with ``None`` in place of each array leaf.
+      skipped: ``(path, type name)`` of each leaf that is not an array.
+    """
+
+    treedef: Any
+    static: tuple[Any, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+    def combine(self, arrays: PyTree) -> PyTree:
+        """The whole tree again, from the tree of array leaves (``None`` elsewhere)."""
+        leaves = self.treedef.flatten_up_to(arrays)
+        return self.treedef.unflatten(
+            [s if a is None else a for a, s in zip(leaves, self.static, strict=True)]
+        )
+
+    def arrays_of(self, grads: PyTree) -> dict[str, Any]:
+        """The leaves of a hand gradient that are not skipped leaves of the parameters (those
+        may hold anything: the same function, ``None``), by path."""
+        skipped = {p for p, _ in self.skipped}
+        return {p: g for p, g in paths(grads).items() if p not in skipped}
+
+
+def partition(params: PyTree) -> tuple[PyTree, Partition | None]:
+    """``(arrays, partition)``: ``params`` with every leaf that is not an array replaced by
+    ``None``, and how to put them back; ``(params, None)`` when every leaf is an array."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    if all(is_array_leaf(leaf) for _, leaf in flat):
+        return params, None
+    static = tuple(None if is_array_leaf(leaf) else leaf for _, leaf in flat)
+    skipped = tuple(
+        (leaf_path(p), type(leaf).__name__) for p, leaf in flat if not is_array_leaf(leaf)
+    )
+    arrays = treedef.unflatten([leaf if is_array_leaf(leaf) else None for _, leaf in flat])
+    return arrays, Partition(treedef, static, skipped)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnArrays:
+    """``fn(params, *args)`` as a function of the array leaves of ``params`` alone (the others
+    held, :class:`Partition`); with ``grads=True`` its result is a hand gradient, of which only
+    the leaves that are not skipped parameters are kept. Hashable, so that checking the same
+    function again reuses its compiled code."""
+
+    fn: Callable[..., Any]
+    part: Partition
+    grads: bool = False
+
+    def __call__(self, arrays: PyTree, *args: Any) -> Any:
+        out = self.fn(self.part.combine(arrays), *args)
+        return self.part.arrays_of(out) if self.grads else out
+
+
 def finite_leaves_check(params: Mapping[str, Any] | PyTree) -> None:
     """Raises ``ValueError`` naming the parameter leaves that are not finite (NaN or inf), which
     would make every reference NaN and be blamed on the hand value."""

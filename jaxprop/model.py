@@ -38,6 +38,8 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -255,18 +257,52 @@ class Model:
     def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
         """The scalar loss L(params; x, Y), the mean over the batch."""
         out, _ = self.run_forward(params, x, taps)
-        self.check_labels(out, Y)
+        self._check_output(out, x, Y)
         assert isinstance(self.objective, Loss)  # a name is resolved in __post_init__
         return self.objective.fn(out, Y)
+
+    def _check_output(self, out: Array, x: Array, Y: Array) -> None:
+        """The labels fit the output (``check_labels``), after the one dtype mismatch whose
+        cause is the forward pass, not the labels: a float output of another dtype than float
+        inputs and labels that agree, i.e. a forward pass that hard-codes its dtype (casting Y
+        would only move the mismatch)."""
+        if (
+            jnp.issubdtype(_dtype(x), jnp.floating)
+            and jnp.issubdtype(_dtype(out), jnp.floating)
+            and _dtype(out) != _dtype(x)
+            and _dtype(Y) == _dtype(x)
+        ):
+            got = _dtype(out).name
+            raise ValueError(
+                f"Model {self.name!r}: forward returns {got} for inputs of dtype "
+                f"{_dtype(x).name}: it computes in {got} whatever its inputs (a hard-coded "
+                f"dtype). Check it in {got}: dtype={got!r} (jaxprop.check_grads, check_nodes, "
+                f"verify_model; jaxprop verify --dtype {got}), or let forward follow its inputs "
+                "(x.dtype, the parameters' dtype)"
+            )
+        self.check_labels(out, Y)
 
     def run_forward(self, params: Params, x: Array, taps=None) -> tuple[Array, Saved]:
         """``forward(params, x, taps)``, checked to return ``(out, saved)`` with ``saved`` a dict.
 
+        A forward pass without a ``taps`` parameter runs as ``forward(params, x)`` when there are
+        no taps; the node check, which needs them, then gets an error naming the convention.
+
         Raises:
-          TypeError: naming what ``forward`` returned instead.
+          TypeError: naming what ``forward`` returned instead, or that ``forward`` takes no
+            ``taps`` where the node check needs them.
         """
         assert self.forward is not None  # __post_init__ rejects a model without forward
-        result = self.forward(params, x, taps)
+        if not _takes_taps(self.forward):
+            if taps is not None:
+                raise TypeError(
+                    f"Model {self.name!r}: forward takes no taps argument, which the node check "
+                    "needs: write it as forward(params, x, taps=None) and pass each node "
+                    "through jaxprop.tap(taps, name, value) where it is computed (docs/nodes.md)"
+                )
+            result = self.forward(params, x)
+        else:
+            result = self.forward(params, x, taps)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
             raise TypeError(
                 f"Model {self.name!r}: forward must return (out, saved) with saved a dict of the "
@@ -282,7 +318,7 @@ class Model:
             dict.
         """
         out, saved = self.run_forward(params, x)
-        self.check_labels(out, Y)
+        self._check_output(out, x, Y)
         assert self.backward is not None  # __post_init__ rejects a model without backward
         result = self.backward(params, x, saved, Y)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping)):
@@ -299,7 +335,7 @@ class Model:
     def value_and_grad(self, params: Params, x: Array, Y: Array) -> tuple[Array, Params]:
         """The loss and the hand-derived gradient from one forward pass."""
         out, saved = self.run_forward(params, x)
-        self.check_labels(out, Y)
+        self._check_output(out, x, Y)
         assert self.backward is not None and isinstance(self.objective, Loss)  # __post_init__
         grads, _ = self.backward(params, x, saved, Y)
         return self.objective.fn(out, Y), grads
@@ -330,6 +366,30 @@ def random_point(model: Model, key: Array, batch: int = 16, **sizes: Any) -> tup
     )
     x, Y = model.sample(k_data, params, batch)
     return params, x, Y
+
+
+def _takes_taps(forward: Callable) -> bool:
+    """Whether ``forward`` can be called as ``forward(params, x, taps)`` (a callable whose
+    signature cannot be read is assumed to); memoised where ``forward`` is hashable."""
+    try:
+        return _takes_taps_memo(forward)
+    except TypeError:  # unhashable
+        return _binds_three(forward)
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_taps_memo(forward: Callable) -> bool:
+    return _binds_three(forward)
+
+
+def _binds_three(forward: Callable) -> bool:
+    try:
+        inspect.signature(forward).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin)
+        return True
+    return True
 
 
 def _describe(value) -> str:

@@ -55,6 +55,7 @@ from jaxprop.core import (
     finite_leaves_check,
     format_rows,
     judge,
+    partition,
     peak_of,
     precision,
     tolerances,
@@ -153,7 +154,9 @@ def format_node_table(report: NodeReport) -> str:
             status = "FAIL" + (f": {n.problem}" if n.problem else "")
             if n.name == first:
                 status += "  <- first failing" + (f": {n.diagnosis.kind}" if n.diagnosis else "")
-            else:
+            elif n.vs_auto is not None:
+                # A structural problem (missing, shape, dtype: nothing to compare) is this
+                # node's own, not inherited.
                 status += "  (inherits)"
         rows.append(
             (
@@ -290,11 +293,14 @@ def check_nodes(
     with precision(dtype):
         params, x, Y = cast((params, x, Y), dtype)
         # Non-finite parameters make every adjoint NaN, which would be blamed on the backward pass.
-        finite_leaves_check(params)
+        # Leaves that are not arrays (a function, a string) are held: jit takes arrays only.
+        arrays, part = partition(params)
+        whole = (lambda a: a) if part is None else part.combine
+        finite_leaves_check(arrays)
         maybe_jit = jax.jit if jit else (lambda f: f)
-        true = maybe_jit(lambda p, x, Y: true_adjoints(model, p, x, Y))(params, x, Y)
-        hand = maybe_jit(lambda p, x, Y: model.backward_from(p, x, Y)[1])(params, x, Y)
-        saved = maybe_jit(lambda p, x: model.run_forward(p, x)[1])(params, x)
+        true = maybe_jit(lambda a, x, Y: true_adjoints(model, whole(a), x, Y))(arrays, x, Y)
+        hand = maybe_jit(lambda a, x, Y: model.backward_from(whole(a), x, Y)[1])(arrays, x, Y)
+        saved = maybe_jit(lambda a, x: model.run_forward(whole(a), x)[1])(arrays, x)
         true = {k: np.asarray(v) for k, v in true.items()}
         peak = peak_of(true.values())
         results = []

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop.check import GradReport, LeafReport, check_grads, check_jacobian
-from jaxprop.core import compare, default_tolerances, precision
+from jaxprop.core import compare, default_tolerances, judge, precision
 from jaxprop.example import Example
 from jaxprop.losses import LOSSES
 from jaxprop.model import (
@@ -229,6 +229,25 @@ def _ls_sample(key, params, batch: int):
     return (jax.random.normal(kx, (batch, D), dtype), jax.random.normal(ky, (batch,), dtype))
 
 
+def _row_grad(theta, Phi, y):
+    """(5.83)'s row vector ∂L/∂θ ∈ R^{1×D} as the gradient of θ ∈ R^D: its one row (another
+    shape passes through, for the check to name)."""
+    g = least_squares_grad(theta, Phi, y)
+    return g[0] if jnp.shape(g) == (1, jnp.shape(theta)[0]) else g
+
+
+def _grad_at_random_theta_check(*, seed, dtype, jit, batch):
+    """The document's gradient (5.83), ``least_squares_grad``, against ``jax.grad`` and finite
+    differences of (5.84) at a random θ (at the normal equations the true gradient is 0, where
+    a wrong constant factor would pass): one leaf, ``theta (5.83)``, that joins the model's
+    report (``Model.extra_checks``)."""
+    with precision(dtype):
+        params, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
+        report = check_grads(least_squares_loss, _row_grad, params["theta"], Phi, y,
+                             dtype=dtype, jit=jit, seed=seed)  # fmt: skip
+    return dataclasses.replace(report, leaves=_rename(report, "theta (5.83)"))
+
+
 def _normal_equations_check(*, seed, dtype, jit, batch):
     """The least-squares gradient (5.83) vanishes at the normal equations' solution: one leaf,
     ``theta at normal equations``, that joins the model's report (``Model.extra_checks``)."""
@@ -268,7 +287,7 @@ def least_squares() -> Model:
         backward=_ls_backward,
         sample=_ls_sample,
         nodes=("y_hat",),
-        extra_checks=(_normal_equations_check,),
+        extra_checks=(_grad_at_random_theta_check, _normal_equations_check),
     )
 
 
@@ -399,11 +418,13 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
         two = check_jacobian(matrix_of_vector, dA_dx_flatten, x, C, D, label="approach 2", **kw)
         j1 = np.asarray(dA_dx_collate(x, C, D))
         j2 = np.asarray(dA_dx_flatten(x, C, D))
-    vs_auto = one.leaves[0].vs_auto
-    assert vs_auto is not None  # compared with jax.jacobian (None only for a malformed leaf)
-    same = compare("approach 2", j1, j2, rtol=vs_auto.rtol, dtype=dtype)
-    both = LeafReport(path="approach 1 = approach 2", shape=j1.shape, dtype=str(j1.dtype),
-                      vs_auto=same)  # fmt: skip
+    # A malformed hand Jacobian (another shape) is a FAIL row here too, not a crash.
+    same, problem = judge(
+        j1, j2, what="approach 1", missing="approach 1 is missing", reference="approach 2",
+        rtol=default_tolerances(dtype)[0], dtype=dtype,
+    )  # fmt: skip
+    both = LeafReport(path="approach 1 = approach 2", shape=j2.shape, dtype=str(j2.dtype),
+                      vs_auto=same, problem=problem)  # fmt: skip
     return GradReport(leaves=(*one.leaves, *two.leaves, both), dtype=one.dtype, loss=one.loss)
 
 
