@@ -175,3 +175,20 @@ def test_the_least_squares_gradient_is_checked_away_from_its_minimum(monkeypatch
     monkeypatch.setattr(seed002_calculus, "least_squares_grad", lambda *a: good(*a).T)
     report = jaxprop.verify_entry(model, seed=0, dtype="float64", jit=False, batch=6)
     assert "theta (5.83)" in report.failing and "shape" in report["theta (5.83)"].problem
+
+
+def test_a_closed_pipe_is_exit_141_without_a_traceback():
+    # `jaxprop verify --json | head -c 0`: the reader is gone before the first write (closed
+    # at once, so that the output cannot fit in the pipe's buffer first).
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxprop", "verify", "--model", "least-squares", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err
