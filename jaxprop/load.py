@@ -192,14 +192,17 @@ def training_experiment(entry: Any, n_train: int = 512, n_test: int = 256) -> An
             "Model both, or return a jaxprop.experiments.Experiment with your data"
         )
 
+    init, sample = entry.init, entry.sample
+    assert init is not None and sample is not None  # checked above
+
     def data() -> Dataset:
         import jax
         import numpy as np
 
         k_params, k_train, k_test = jax.random.split(jax.random.key(0), 3)
-        params = entry.init(k_params)
-        x, Y = entry.sample(k_train, params, n_train)
-        x_test, Y_test = entry.sample(k_test, params, n_test)
+        params = init(k_params)
+        x, Y = sample(k_train, params, n_train)
+        x_test, Y_test = sample(k_test, params, n_test)
         return Dataset(np.asarray(x), np.asarray(Y), np.asarray(x_test), np.asarray(Y_test))
 
     return Experiment(
