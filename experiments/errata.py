@@ -1,13 +1,14 @@
-"""Writes docs/errata.md: the slips of the four source documents, each proven numerically.
+"""Writes docs/errata.md: the formulas of the four source documents, and exactly when each holds.
 
 Run from the repository root:
 
     python experiments/errata.py
 
 The as-printed variants, their checks and the markdown are in :mod:`jaxprop.errata`; this script
-checks every slip (:func:`jaxprop.errata.check` raises ``AssertionError`` unless each as-printed
-variant fails exactly where recorded and each corrected one passes), writes the document and
-prints one line per slip. ``jaxprop errata`` prints the same checks as a table, without writing.
+checks every formula (:func:`jaxprop.errata.check` raises ``AssertionError`` unless every case of
+each as-printed variant holds, fails exactly where recorded or cannot be formed, as recorded, and
+each corrected one passes), writes the document and prints one line per formula. ``jaxprop
+errata`` prints the same checks as a table, without writing.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def main(argv=None) -> int:
     path.write_text(errata.markdown(results) + "\n", encoding="utf-8")
     for r in results:
         s = r.slip
-        print(f"{s.key:20s} {errata.DOCS[s.doc]} {s.where}: as printed fails at {r.fails_at}; "
-              "corrected passes")  # fmt: skip
+        kinds = ", ".join(f"{c.case.expect} {c.outcome}" for c in r.cases)
+        d = r.diagnosis
+        print(
+            f"{s.key:20s} {r.verdict}: as printed fails at {r.fails_at} "
+            f"({'no diagnosis' if d is None else d.kind}); cases: {kinds}; corrected passes"
+        )
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Document 001 (001_90440b38c2c51fc3.txt) as printed: eqs (6), (7), (10), (16), (17).
+"""Document 001 (001_90440b38c2c51fc3.txt) as printed: eqs (5)-(7), (10), (16), (17).
 
 Two networks, batches of rows (x of shape (B, n_in), one example per row):
 
@@ -6,8 +6,10 @@ Two networks, batches of rows (x of shape (B, n_in), one example per row):
   a1 = tanh z1 (eq (2)), z2 = a1 W2 + b2 (eq (3)), ŷ = softmax z2 (eq (4)), the mean
   cross-entropy; nodes ``z1``, ``a1``, ``z2``; its backward pass rebuilt here so that one step at
   a time can follow the print;
-- the network eqs (5)-(7) describe, a sigmoid σ(z2) per output with the binary cross-entropy
-  (eq (5) with the minus sign a loss needs); nodes ``z1``, ``a1``, ``z2``, ``y_hat``.
+- the network eqs (5)-(7) describe, a sigmoid σ(z2) per output, with the binary cross-entropy
+  (eq (5) with the minus sign a loss needs) or with eq (5) as printed, the log-likelihood; nodes
+  ``z1``, ``a1``, ``z2``, ``y_hat`` (``z1``, ``a1``, ``z2`` where eq (7) goes from the loss to z2
+  in one step).
 
 Shapes: W1 (n_in, n_hidden), b1 (n_hidden,), W2 (n_hidden, n_out), b2 (n_out,); the document's
 sizes are n_in = 2, n_hidden = 500, n_out = 2.
@@ -22,14 +24,16 @@ import jax
 import jax.numpy as jnp
 
 import jaxprop
-from jaxprop.errata.slip import DOCS, Slip
+from jaxprop.errata import evidence
+from jaxprop.errata.slip import DOCS, Case, Slip, literal_product
 from jaxprop.models import seed001
 
-__all__ = ["BCE", "SLIPS", "model", "sigmoid_model"]
+__all__ = ["BCE", "LOG_LIKELIHOOD", "SLIPS", "model", "sigmoid_model"]
 
 _tanh, _sigmoid = jaxprop.ACTIVATIONS["tanh"], jaxprop.ACTIVATIONS["sigmoid"]
 _SQUARE = {"n_in": 2, "n_hidden": 3, "n_out": 3}  # n_hidden = n_out: the printed products run
-_DOCUMENT = {"n_in": 2, "n_hidden": 500, "n_out": 2}  # the document's sizes: they cannot
+_DOCUMENT = {"n_in": 2, "n_hidden": 500, "n_out": 2}  # the document's sizes
+_ONE_HIDDEN = {"n_in": 2, "n_hidden": 1, "n_out": 2}  # one hidden unit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,36 +112,90 @@ def _bce_grad(out, Y):
 BCE = jaxprop.Loss("binary_cross_entropy", _bce, _bce_grad)
 
 
-def _forward_sigmoid(params, x, taps=None):
-    z1 = jaxprop.tap(taps, "z1", x @ params["W1"] + params["b1"][None, :])  # 001 eq (1)
-    a1 = jaxprop.tap(taps, "a1", jnp.tanh(z1))  # 001 eq (2)
-    z2 = jaxprop.tap(taps, "z2", a1 @ params["W2"] + params["b2"][None, :])  # 001 eq (3)
-    y_hat = jaxprop.tap(taps, "y_hat", _sigmoid.fn(z2))  # σ(z2), as 001 eqs (5)-(7) write it
-    return y_hat, {"z1": z1, "a1": a1, "z2": z2, "y_hat": y_hat}
+def _log_likelihood(out, Y):
+    """(1/B) Σ [y ln σ + (1 − y) ln(1 − σ)]: 001 eq (5) as printed (the log-likelihood), the mean
+    over the batch; out and Y of shape (B, n_out)."""
+    return -_bce(out, Y)
+
+
+def _log_likelihood_grad(out, Y):
+    """∂/∂out of :func:`_log_likelihood`, shape (B, n_out)."""
+    return -_bce_grad(out, Y)
+
+
+#: 001 eq (5) as printed, without a minus sign: the log-likelihood, as a :class:`jaxprop.Loss`.
+LOG_LIKELIHOOD = jaxprop.Loss("log_likelihood_eq5", _log_likelihood, _log_likelihood_grad)
+
+
+def _forward_sigmoid(tap_output: bool) -> Callable:
+    """The forward pass of eqs (1)-(3) with ŷ = σ(z2), as eqs (5)-(7) write it; ŷ tapped (a node)
+    where ``tap_output``."""
+
+    def forward(params, x, taps=None):
+        z1 = jaxprop.tap(taps, "z1", x @ params["W1"] + params["b1"][None, :])  # 001 eq (1)
+        a1 = jaxprop.tap(taps, "a1", jnp.tanh(z1))  # 001 eq (2)
+        z2 = jaxprop.tap(taps, "z2", a1 @ params["W2"] + params["b2"][None, :])  # 001 eq (3)
+        y_hat = _sigmoid.fn(z2)  # σ(z2), as 001 eqs (5)-(7) write it
+        if tap_output:
+            y_hat = jaxprop.tap(taps, "y_hat", y_hat)
+        return y_hat, {"z1": z1, "a1": a1, "z2": z2, "y_hat": y_hat}
+
+    return forward
+
+
+def _rest(params, x, saved, dz2):
+    """From ∂Loss/∂z2 on, corrected: eqs (10), (11), (14)-(17) with W2ᵀ and the batch sums."""
+    a1 = saved["a1"]
+    da1 = dz2 @ params["W2"].T  # 001 eq (10), corrected
+    dz1 = _tanh.vjp(saved["z1"], a1, da1)  # 001 eq (11)
+    # 001 eqs (14)-(17): xᵀ ∂Loss/∂z1, Σ_rows ∂Loss/∂z1, a1ᵀ ∂Loss/∂z2, Σ_rows ∂Loss/∂z2.
+    grads = {
+        "W1": x.T @ dz1,
+        "b1": jnp.sum(dz1, axis=0),
+        "W2": a1.T @ dz2,
+        "b2": jnp.sum(dz2, axis=0),
+    }
+    return grads, {"z1": dz1, "a1": da1, "z2": dz2}
 
 
 def _backward_sigmoid(sigma_prime: Callable) -> Callable:
-    """The sigmoid network's backward pass with σ′ computed by ``sigma_prime(σ)``."""
+    """The sigmoid network's backward pass (binary cross-entropy) with σ′ computed by
+    ``sigma_prime(σ)``."""
 
     def backward(params, x, saved, Y):
-        a1, y_hat = saved["a1"], saved["y_hat"]
-        dy_hat = _bce_grad(y_hat, Y)  # shape (B, n_out)
-        dz2 = dy_hat * sigma_prime(y_hat)  # 001 eq (6): dσ/dz
-        da1 = dz2 @ params["W2"].T  # 001 eq (10), corrected
-        dz1 = _tanh.vjp(saved["z1"], a1, da1)  # 001 eq (11)
-        # 001 eqs (14)-(17): xᵀ ∂Loss/∂z1, Σ_rows ∂Loss/∂z1, a1ᵀ ∂Loss/∂z2, Σ_rows ∂Loss/∂z2.
-        grads = {"W1": x.T @ dz1, "b1": jnp.sum(dz1, axis=0), "W2": a1.T @ dz2,
-                 "b2": jnp.sum(dz2, axis=0)}  # fmt: skip
-        return grads, {"z1": dz1, "a1": da1, "z2": dz2, "y_hat": dy_hat}
+        dy_hat = _bce_grad(saved["y_hat"], Y)  # shape (B, n_out)
+        dz2 = dy_hat * sigma_prime(saved["y_hat"])  # 001 eq (6): dσ/dz
+        grads, adjoints = _rest(params, x, saved, dz2)
+        return grads, {**adjoints, "y_hat": dy_hat}
 
     return backward
 
 
-def sigmoid_model(backward: Callable, name: str) -> jaxprop.Model:
-    """The network of 001 eqs (5)-(7) (sigmoid outputs, binary cross-entropy) with ``backward``.
+def _backward_eq7(printed: bool) -> Callable:
+    """The sigmoid network's backward pass from eq (7): ∂Loss/∂z2 = y − ŷ as printed, or ŷ − y,
+    over B for the batch mean, shape (B, n_out)."""
+
+    def backward(params, x, saved, Y):
+        dz2 = (Y - saved["y_hat"] if printed else saved["y_hat"] - Y) / Y.shape[0]
+        return _rest(params, x, saved, dz2)
+
+    return backward
+
+
+def sigmoid_model(
+    backward: Callable, name: str, objective: jaxprop.Loss = BCE, tap_output: bool = True
+) -> jaxprop.Model:
+    """The network of 001 eqs (5)-(7) (sigmoid outputs) with ``backward``.
 
     It shares ``init`` with seed 001's ``tanh-softmax`` model; its labels are independent
     Bernoulli(½) bits of shape (B, n_out).
+
+    Args:
+      backward: the backward pass.
+      name: the model's name.
+      objective: the binary cross-entropy (:data:`BCE`, the loss minimised) or eq (5) as printed
+        (:data:`LOG_LIKELIHOOD`).
+      tap_output: ŷ is a node (``False`` where the backward goes from the loss to z2 at once).
     """
     base = seed001.tanh_softmax()
     base_sample = base.sample
@@ -149,9 +207,17 @@ def sigmoid_model(backward: Callable, name: str) -> jaxprop.Model:
         Y = jax.random.bernoulli(k, 0.5, (batch, params["b2"].shape[0])).astype(x.dtype)
         return x, Y
 
-    return jaxprop.Model(name=name, source=DOCS["001"], init=base.init, forward=_forward_sigmoid,
-                         objective=BCE, backward=backward, sample=sample,
-                         nodes=("z1", "a1", "z2", "y_hat"))  # fmt: skip
+    nodes = ("z1", "a1", "z2", "y_hat") if tap_output else ("z1", "a1", "z2")
+    return jaxprop.Model(
+        name=name,
+        source=DOCS["001"],
+        init=base.init,
+        forward=_forward_sigmoid(tap_output),
+        objective=objective,
+        backward=backward,
+        sample=sample,
+        nodes=nodes,
+    )
 
 
 def _sigma_prime_correct(s):
@@ -164,23 +230,72 @@ def _sigma_prime_printed(s):
     return jnp.log(s) * jnp.log(1 - s)
 
 
+def _dz1_printed_diag(params, saved, dz2):
+    """001 eqs (16)-(17) as printed, read as a matrix product per example: diag(1 − tanh² z1) ·
+    (ŷ − y) · W2ᵀ (sign corrected); it forms only where diag(1 − tanh² z1) is 1 × 1."""
+
+    def one(z1, d):
+        assert _tanh.deriv is not None  # tanh is elementwise
+        return literal_product(jnp.diag(_tanh.deriv(z1)), d[None, :], params["W2"].T)[0]
+
+    return jax.vmap(one)(saved["z1"], dz2)
+
+
 def _corrected() -> jaxprop.Model:
     return model(_backward(), "001 corrected")
 
 
+def _eq7(objective: jaxprop.Loss, name: str) -> Callable[[], jaxprop.Model]:
+    return lambda: sigmoid_model(_backward_eq7(True), name, objective, tap_output=False)
+
+
+_SIGN_CORRECTED = "with the sign of (7) corrected (001-eq5), so that only the order differs"
+
 SLIPS = (
     Slip(
-        "001-eq7",
+        "001-eq5",
         "001",
-        "eq (7) (and the signs of (14)-(17))",
-        "∂Loss/∂z2 = y − σ(z2) = y − ŷ",
-        "∂Loss/∂z2 = ŷ − y for the loss to be minimised (the cross-entropy, eq (5) negated)",
-        lambda: model(_backward(dz2_rule=_dz2_printed), "001 eq (7) as printed"),
-        _corrected,
+        "eq (5), the sign of the loss (eq (7) and (14)-(17) follow it)",
+        "Loss = y ln σ(z2) + (1 − y) ln(1 − σ(z2)) (5), the loss 'which we actually have to "
+        "minimize'; ∂Loss/∂z2 = y − σ(z2) = y − ŷ (7)",
+        "Loss = −[y ln σ(z2) + (1 − y) ln(1 − σ(z2))], the cross-entropy; ∂Loss/∂z2 = ŷ − y",
+        _eq7(BCE, "001 eq (7) against the cross-entropy"),
+        lambda: sigmoid_model(
+            _backward_eq7(False), "001 sigmoid, eq (7) corrected", tap_output=False
+        ),
         node="z2",
-        sizes=dict(_SQUARE),
-        note="y − ŷ is the derivative of the log-likelihood (eq (5) as printed, without its "
-        "minus sign); (14)-(17) inherit the sign.",
+        cases=(
+            Case(
+                "Eq (7) against the loss the text minimises, the cross-entropy (eq (5) negated), "
+                "on the sigmoid network of (5)-(7)",
+                "fails",
+                _SQUARE,
+                document=True,
+            ),
+            Case(
+                "Eq (7) against jax.grad of eq (5) as printed, the log-likelihood (a quantity to "
+                "maximise), same network and point",
+                "holds",
+                _SQUARE,
+                make=_eq7(LOG_LIKELIHOOD, "001 eq (7) against eq (5) as printed"),
+            ),
+            Case(
+                "Eq (7) on the network of eq (4), softmax output and its cross-entropy",
+                "fails",
+                _SQUARE,
+                make=lambda: model(_backward(dz2_rule=_dz2_printed), "001 eq (7), softmax"),
+            ),
+        ),
+        document="The loss to be minimised: 'the loss function (which we actually have to "
+        "minimize)', just before (5)",
+        holds_when="Eq (5) is read as what it is, the log-likelihood, to be maximised: (7) is its "
+        "exact derivative, and (14)-(17) carry its sign consistently",
+        fails_when="Eq (5) is minimised, as the text says: y − ŷ is the negative of the "
+        "gradient (every adjoint off by the factor −1, relative error 2), and a descent step on "
+        "(5) raises the cross-entropy",
+        note="The slip is the sign of (5): (7) is the correct derivative of (5) as printed. "
+        "(14)-(17) inherit the sign.",
+        figures=evidence.loss_sign,
     ),
     Slip(
         "001-eq10",
@@ -191,10 +306,22 @@ SLIPS = (
         lambda: model(_backward(da1_rule=_da1_printed), "001 eq (10) as printed"),
         _corrected,
         node="a1",
-        sizes=dict(_SQUARE),
-        wrong_sizes=dict(_DOCUMENT),
-        note="With the document's sizes (500 hidden, 2 out) the printed factor has the wrong "
-        "shape; with n_hidden = n_out it runs and the adjoint of a1 is wrong.",
+        cases=(
+            Case(
+                "n_hidden = n_out: the elementwise product ∂Loss/∂z2 · z2 forms", "fails", _SQUARE
+            ),
+            Case(
+                "The document's sizes, 500 hidden and 2 outputs",
+                "cannot-form",
+                _DOCUMENT,
+                document=True,
+            ),
+        ),
+        document="n_in = 2, n_hidden = 500, n_out = 2 ('x ∈ R², W1 ∈ R^{2*500}, W2 ∈ R^{500*2}')",
+        fails_when="Always: z2 is the layer's output, not its weight W2. Where the product can "
+        "be formed (n_hidden = n_out) it is wrong; at the document's sizes it cannot be formed",
+        note="The middle line, ∂(tanh(z1) W2 + b2)/∂tanh(z1), is right (it is W2); the last "
+        "writes z2 for it.",
     ),
     Slip(
         "001-eq16-order",
@@ -206,11 +333,39 @@ SLIPS = (
         lambda: model(_backward(dz1_rule=_dz1_printed_order), "001 eqs (16)-(17) order"),
         _corrected,
         node="z1",
-        sizes=dict(_SQUARE),
-        wrong_sizes=dict(_DOCUMENT),
-        note="The tanh′ factor (1 × 500) is written before (y − ŷ) W2ᵀ and multiplies the "
-        "2-wide adjoint of z2; it must multiply the 500-wide product elementwise. Z1 is also "
-        "written capitalised.",
+        cases=(
+            Case(
+                "n_hidden = n_out, (1 − tanh² z1) multiplying the row (ŷ − y) entry by entry "
+                f"before W2ᵀ, {_SIGN_CORRECTED}",
+                "fails",
+                _SQUARE,
+            ),
+            Case(
+                "n_hidden = 1: (1 − tanh² z1) is one number per example, a scalar, and its place "
+                f"in the product does not matter ({_SIGN_CORRECTED[5:]})",
+                "holds",
+                _ONE_HIDDEN,
+            ),
+            Case(
+                "n_hidden = n_out, read as a matrix product diag(1 − tanh² z1) (ŷ − y) W2ᵀ",
+                "cannot-form",
+                _SQUARE,
+                make=lambda: model(_backward(dz1_rule=_dz1_printed_diag), "001 (16), diag"),
+            ),
+            Case(
+                "The document's sizes: a 500-wide tanh′ against the 2-wide (y − ŷ)",
+                "cannot-form",
+                _DOCUMENT,
+                document=True,
+            ),
+        ),
+        document="n_in = 2, n_hidden = 500, n_out = 2",
+        holds_when="n_hidden = 1 only: the tanh′ factor is then a scalar",
+        fails_when="n_hidden > 1: at the document's sizes the product cannot be formed; where "
+        "n_hidden = n_out it forms entry by entry and is wrong",
+        note="The tanh′ factor (1 × 500) is written before (y − ŷ) W2ᵀ and meets the 2-wide "
+        "adjoint of z2; it must multiply the 500-wide product entry by entry. Z1 is also "
+        "written capitalised (a remark below).",
     ),
     Slip(
         "001-eq17-W1",
@@ -222,9 +377,15 @@ SLIPS = (
         _corrected,
         node=None,
         leaf="b1",
-        sizes=dict(_SQUARE),
-        note="Taken as printed, the first line is ∂Loss/∂W1 again (eq (16)): a 2 × 500 matrix "
-        "where b1 has 500 entries; the second line of (17) uses ∂z1/∂b1.",
+        cases=(
+            Case("∂z1/∂W1 = x (eq (12)) in the chain: xᵀ ∂Loss/∂z1", "fails", _SQUARE),
+            Case("The same at the document's sizes", "fails", _DOCUMENT, document=True),
+        ),
+        document="n_in = 2, n_hidden = 500, n_out = 2",
+        fails_when="At every size: with ∂z1/∂W1 = x the line is ∂Loss/∂W1 again (eq (16)), an "
+        "n_in × n_hidden matrix where b1 has n_hidden entries",
+        note="A copy of (16)'s first line; the second line of (17) has ∂z1/∂b1, and the final "
+        "form does not inherit the slip. A parameter gradient: no node fails.",
     ),
     Slip(
         "001-eq6",
@@ -237,8 +398,19 @@ SLIPS = (
         ),
         lambda: sigmoid_model(_backward_sigmoid(_sigma_prime_correct), "001 sigmoid, corrected"),
         node="z2",
-        sizes=dict(_SQUARE),
-        note="Shown on the network eqs (5)-(7) describe: a sigmoid σ(z2) per output and the "
-        "binary cross-entropy (eq (5) with its minus sign).",
+        cases=(
+            Case(
+                "The sigmoid network of (5)-(7) with the cross-entropy",
+                "fails",
+                _SQUARE,
+                document=True,
+            ),
+        ),
+        document="The sigmoid output σ(z2) of eqs (5)-(7), at any sizes (the printed σ′ is wrong "
+        "at every z)",
+        fails_when="At every z: ln σ · ln(1 − σ) > σ(1 − σ) everywhere (−ln s > 1 − s for s in "
+        "(0, 1)); the measured ratio is at least the figure below",
+        note="Not used by (7), which is the derivative of (5) as printed (001-eq5).",
+        figures=evidence.sigmoid_derivative,
     ),
 )
