@@ -18,6 +18,7 @@ from jaxprop.core import (
     reference_scale,
 )
 from jaxprop.example import Example
+from jaxprop.exercise import GradeReport, NodeGrade, exercise_source, grade, write_exercise
 from jaxprop.losses import LOSSES, Loss
 from jaxprop.model import Entry, Model, random_point, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
@@ -36,11 +37,13 @@ __all__ = [
     "Entry",
     "Example",
     "GradReport",
+    "GradeReport",
     "GradientCheckError",
     "LeafReport",
     "Loss",
     "Model",
     "ModelReport",
+    "NodeGrade",
     "NodeReport",
     "NodeResult",
     "Report",
@@ -54,8 +57,10 @@ __all__ = [
     "compare",
     "custom_vjp",
     "default_tolerances",
+    "exercise_source",
     "get_activation",
     "get_model",
+    "grade",
     "model_names",
     "random_point",
     "reference_scale",
@@ -64,4 +69,5 @@ __all__ = [
     "true_adjoints",
     "verify_entry",
     "verify_model",
+    "write_exercise",
 ]

@@ -17,6 +17,13 @@ recorded in docs/errata.md it runs the as-printed backward variant and the corre
 (document, equation, as printed, corrected, the node or leaf where the as-printed variant fails,
 its error, whether the corrected form passes); ``--json`` for the same as JSON, ``--doc`` to pick
 documents. Exit status 0 when every slip behaves as recorded, 1 otherwise, 2 for bad options.
+
+``jaxprop exercise NAME --out FILE`` writes an exercise: a built-in model's forward pass and its
+backward pass with one TODO per node (``--solution`` for the answer key); ``jaxprop grade FILE``
+grades a filled-in exercise node by node, in a subprocess with a time limit (``--timeout``), and
+prints each node's verdict, the diagnosis and the score (``--json`` for a grading system). Exit
+status 0 for full marks, 1 otherwise (a submission that does not import, raises or hangs
+included), 2 for bad options.
 """
 
 from __future__ import annotations
@@ -152,6 +159,57 @@ def _train(args: argparse.Namespace) -> int:
               f"try a smaller --lr", file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _exercise(args: argparse.Namespace) -> int:
+    from jaxprop import exercise
+    from jaxprop._io import atomic_write_bytes
+
+    config = {} if args.activations is None else {"activations": tuple(args.activations)}
+    if args.out is not None:
+        try:
+            exercise._check_out(args.out, args.force)
+        except FileExistsError:
+            return _usage_error(f"{args.out} exists; pass --force to overwrite it")
+        except OSError as e:
+            return _usage_error(str(e))
+    try:
+        text = exercise.exercise_source(args.name, solution=args.solution, **config)
+    except ValueError as e:
+        return _usage_error(str(e))
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    atomic_write_bytes(args.out, text.encode("utf-8"))
+    todos = text.count('TODO("')
+    what = "the solution" if args.solution else f"{todos} TODOs"
+    print(f"wrote {args.out}: the backward pass of {args.name}, {what}; grade it with "
+          f"`jaxprop grade {args.out}`")  # fmt: skip
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from jaxprop import exercise
+
+    if not os.path.isfile(args.file):
+        return _usage_error(f"no file {args.file}")
+    try:
+        report = exercise.grade(args.file, timeout=args.timeout, model=args.model)
+    except ValueError as e:
+        return _usage_error(str(e))
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(report)
+    return 0 if report.ok else 1
+
+
+def _activation_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"must be names separated by commas, got {text!r}")
+    return names
 
 
 def _usage_error(message: str) -> int:
@@ -309,6 +367,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     errata.add_argument("--json", action="store_true", help="print the result as JSON")
     errata.set_defaults(run=_errata)
+
+    exercise = sub.add_parser(
+        "exercise",
+        help="write an exercise: a built-in model's backward pass to fill in",
+        description="Write a Python file with a built-in model's forward pass and its backward "
+        "pass with one TODO per node, each citing the document's equation; grade it with "
+        "jaxprop grade.",
+    )
+    exercise.add_argument("name", metavar="NAME", help="a built-in Model (see jaxprop verify)")
+    exercise.add_argument("--out", metavar="FILE", default=None,
+                          help="the file to write (default: print it)")  # fmt: skip
+    exercise.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    exercise.add_argument("--solution", action="store_true",
+                          help="write the answer key (the built-in backward pass)")  # fmt: skip
+    exercise.add_argument("--activations", type=_activation_list, default=None, metavar="A,B,..",
+                          help="k-layer: one activation per layer, e.g. relu,identity")  # fmt: skip
+    exercise.set_defaults(run=_exercise)
+
+    grade = sub.add_parser(
+        "grade",
+        help="grade a filled-in exercise node by node",
+        description="Grade a filled-in exercise: each node's adjoint against jax.grad (float64, "
+        "fixed seed), the diagnosis of the first wrong node, and the score (nodes right / "
+        "nodes), in a subprocess with a time limit.",
+    )
+    grade.add_argument("file", metavar="FILE", help="the submission")
+    grade.add_argument("--json", action="store_true", help="print the grade as JSON")
+    grade.add_argument("--timeout", type=_positive_float, default=60.0,
+                       help="time limit in seconds (default 60)")  # fmt: skip
+    grade.add_argument("--model", metavar="NAME", default=None,
+                       help="the assignment's model: the file's MODEL must name it")  # fmt: skip
+    grade.set_defaults(run=_grade)
     return parser
 
 

@@ -316,9 +316,11 @@ def neuron_net(activations: str | Sequence[str] = "sigmoid", backward: str = "pe
             saved[f"in{l}"], saved[f"out{l}"] = in_, out
         return out, saved
 
+    backward_pass = _BACKWARD[backward]
+
     def backward_fn(params, x, saved, y):
         acts = _activations(activations, len(params), name)
-        return _BACKWARD[backward](acts, params, x, saved, y)
+        return backward_pass(acts, params, x, saved, y)
 
     def sample(key, params, batch: int):
         """x ~ N(0, 1) of shape (B, n_0) and labels y ~ U(0, 1) of shape (B, n_L)."""
