@@ -340,10 +340,37 @@ def _elementwise(name: str, what: str, h, t, step, rtol: float, tried: dict) -> 
                              {"factor": says.format(**names), "mismatch": json_float(r),
                               "activation": f, "feeds": u})  # fmt: skip
     lo, hi = _ratio_range(h, t)
+    explained = _factor_of(h, g, np.asarray(z, np.float64))
     tried.update(ratio_min=json_float(lo), ratio_max=json_float(hi), activation=f, feeds=u,
-                 factors_tried={k: json_float(v) for k, v in factors})  # fmt: skip
+                 factors_tried={k: json_float(v) for k, v in factors},
+                 factor_explained_by_input=json_float(explained))  # fmt: skip
+    if explained < FACTOR_EXPLAINED:
+        # h is not g times some function of the input: the mistake is not in this step's
+        # local derivative (a wrong matrix, the factors in the wrong order).
+        return Diagnosis(name, "unclassified", _unclassified_message(what, h, t, tried), tried)
     return Diagnosis(name, "elementwise-factor",
-                     f"{what} applies a wrong factor across {u} = {f}({name}): h/t varies per "
-                     f"element, from {lo:.3g} to {hi:.3g}, so the local derivative {f}′({name}) "
-                     "is wrong elementwise (it is none of the known wrong factors)",
+                     f"{what} applies a wrong factor across {u} = {f}({name}): h is ∂L/∂{u} "
+                     f"times a function of {name} elementwise, but not {f}′({name}) (h/t from "
+                     f"{lo:.3g} to {hi:.3g}), and none of the known wrong factors",
                      tried)  # fmt: skip
+
+
+#: The share of the variance of h/g that a smooth function of the input must explain for a
+#: wrong factor (none of the known ones) to be called elementwise (``elementwise-factor``).
+FACTOR_EXPLAINED = 0.999
+
+
+def _factor_of(h: np.ndarray, g: np.ndarray, z: np.ndarray) -> float:
+    """How much of the variance of φ = h/g (over the elements where g is not negligible) a
+    polynomial of degree up to 8 in z explains: near 1 when h = g ⊙ φ(z) for a smooth φ, as
+    every wrong derivative of an activation is; ``nan`` with too few elements to tell."""
+    keep = np.abs(g) > 1e-3 * np.max(np.abs(g), initial=0.0)
+    phi, zz = (h[keep] / g[keep]).ravel(), z[keep].ravel()
+    if phi.size < 12 or np.ptp(zz) == 0:
+        return math.nan
+    total = float(np.sum((phi - phi.mean()) ** 2))
+    if total == 0:
+        return 1.0
+    zz = (zz - zz.mean()) / np.ptp(zz)
+    fit = np.polynomial.Polynomial.fit(zz, phi, deg=min(8, phi.size // 3))
+    return 1.0 - float(np.sum((phi - fit(zz)) ** 2)) / total

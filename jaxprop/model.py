@@ -257,6 +257,10 @@ class Model:
     def loss(self, params: Params, x: Array, Y: Array, taps=None) -> Array:
         """The scalar loss L(params; x, Y), the mean over the batch."""
         out, _ = self.run_forward(params, x, taps)
+        return self.loss_of_output(out, x, Y)
+
+    def loss_of_output(self, out: Array, x: Array, Y: Array) -> Array:
+        """The objective of a network output ``out`` (of inputs ``x``) against the labels."""
         self._check_output(out, x, Y)
         assert isinstance(self.objective, Loss)  # a name is resolved in __post_init__
         return self.objective.fn(out, Y)

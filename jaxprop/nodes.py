@@ -56,12 +56,14 @@ from jaxprop.core import (
     format_rows,
     judge,
     partition,
+    paths,
     peak_of,
     precision,
     tolerances,
 )
 from jaxprop.diagnosis import Diagnosis, diagnose
 from jaxprop.model import Model
+from jaxprop.program import trace
 
 __all__ = ["ModelReport", "NodeReport", "NodeResult", "check_nodes", "true_adjoints"]
 
@@ -178,7 +180,9 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
     """The true adjoint ∂L/∂v of every node v of ``model``, in one ``jax.grad``.
 
     A forward pass gives each node's shape; the loss is then differentiated with respect to a zero
-    tap at every node (:func:`jaxprop.tap`).
+    tap at every node (:func:`jaxprop.tap`). A model with no ``nodes`` has as nodes the saved
+    values its backward returns adjoints of, found in the traced program
+    (:mod:`jaxprop.program`), perturbed where the program defines them.
 
     Raises:
       ValueError: if the forward pass does not save a value under some name in ``model.nodes``,
@@ -187,6 +191,12 @@ def true_adjoints(model: Model, params: Any, x: jax.Array, Y: jax.Array) -> dict
     """
     _, saved = model.run_forward(params, x)
     nodes = model.node_names(params)
+    if not nodes:
+        # No convention: the saved values backward returns adjoints of, found in the program.
+        hand = paths(model.backward_from(params, x, Y)[1])
+        program = trace(model.run_forward, params, x)
+        order = program.order([n for n in hand if n in program.saved])
+        return _program_adjoints(model, program, params, x, Y, order)
     missing = [n for n in nodes if n not in saved]
     if missing:
         raise ValueError(
@@ -284,11 +294,6 @@ def check_nodes(
                 f"nodes); got {type(model).__name__} without {attr!r}"
             )
     nodes = model.node_names(params)
-    if not nodes:
-        raise ValueError(
-            f"{model.name}: model.nodes is empty; name the intermediates that forward taps and "
-            "backward returns adjoints of, e.g. nodes=('z1', 'a1')"
-        )
     dtype, rtol, _ = tolerances(dtype, rtol)  # an unknown dtype fails here, by name
     with precision(dtype):
         params, x, Y = cast((params, x, Y), dtype)
@@ -298,9 +303,26 @@ def check_nodes(
         whole = (lambda a: a) if part is None else part.combine
         finite_leaves_check(arrays)
         maybe_jit = jax.jit if jit else (lambda f: f)
-        true = maybe_jit(lambda a, x, Y: true_adjoints(model, whole(a), x, Y))(arrays, x, Y)
         hand = maybe_jit(lambda a, x, Y: model.backward_from(whole(a), x, Y)[1])(arrays, x, Y)
         saved = maybe_jit(lambda a, x: model.run_forward(whole(a), x)[1])(arrays, x)
+        program = None
+        if not nodes:
+            # No convention: the nodes are the saved values backward returns adjoints of, in
+            # the order the traced program computes them.
+            hand, saved = paths(hand), paths(saved)
+            program = trace(lambda a, x: model.run_forward(whole(a), x), arrays, x)
+            nodes = program.order([n for n in hand if n in program.saved])
+            if not nodes:
+                raise ValueError(
+                    f"{model.name}: backward returns no adjoint of a saved value (adjoints "
+                    f"{sorted(hand)}, saved {sorted(saved)}); return the adjoint of each saved "
+                    "intermediate under its key, or name the nodes with Model(nodes=...)"
+                )
+            true = maybe_jit(lambda a, x, Y: _program_adjoints(model, program, a, x, Y, nodes))(
+                arrays, x, Y
+            )
+        else:
+            true = maybe_jit(lambda a, x, Y: true_adjoints(model, whole(a), x, Y))(arrays, x, Y)
         true = {k: np.asarray(v) for k, v in true.items()}
         peak = peak_of(true.values())
         results = []
@@ -317,6 +339,18 @@ def check_nodes(
         extra = tuple(sorted(set(hand) - set(nodes)))
         results = _diagnose_first(results, nodes, hand, true, saved, x, dtype, rtol)
     return NodeReport(nodes=tuple(results), dtype=dtype.name, name=model.name, extra=extra)
+
+
+def _program_adjoints(model, program, arrays, x, Y, nodes) -> dict[str, jax.Array]:
+    """The true adjoints of ``nodes`` from the traced program: zero perturbations added where
+    each is defined, the loss differentiated with respect to them."""
+    zeros = {n: jnp.zeros(program.saved[n].aval.shape, program.saved[n].aval.dtype) for n in nodes}
+
+    def loss_of_taps(taps):
+        out, _ = program.evaluate(arrays, x, taps)
+        return model.loss_of_output(out, x, Y)
+
+    return jax.grad(loss_of_taps)(zeros)
 
 
 def _diagnose_first(results, nodes, hand, true, saved, x, dtype, rtol) -> list[NodeResult]:
