@@ -3,7 +3,8 @@
 Every built-in model pairs a pure forward pass over a parameter pytree with a backward pass
 derived by hand from a source document's chain-rule formulas; :func:`check_grads` verifies any
 hand-written gradient, the built-in ones or a user's, leaf by leaf, and :func:`check_nodes` names
-the step of a hand backward pass that goes wrong.
+the step of a hand backward pass that goes wrong. :func:`train` trains parameters through optax
+with any gradient source (``jaxprop.training``).
 """
 
 from jaxprop.activations import ACTIVATIONS, Activation, get_activation
@@ -24,6 +25,7 @@ from jaxprop.model import Entry, Model, random_point, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
 from jaxprop.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
 from jaxprop.rules import RuleRecord, RuleReport, check_rule
+from jaxprop.training import TrainResult, data_mesh, train
 from jaxprop.verify import verify_entry, verify_model
 
 __version__ = "0.1.0"
@@ -49,6 +51,7 @@ __all__ = [
     "Report",
     "RuleRecord",
     "RuleReport",
+    "TrainResult",
     "__version__",
     "check_grads",
     "check_jacobian",
@@ -56,6 +59,7 @@ __all__ = [
     "check_rule",
     "compare",
     "custom_vjp",
+    "data_mesh",
     "default_tolerances",
     "exercise_source",
     "get_activation",
@@ -66,6 +70,7 @@ __all__ = [
     "reference_scale",
     "register",
     "tap",
+    "train",
     "true_adjoints",
     "verify_entry",
     "verify_model",

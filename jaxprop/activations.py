@@ -77,13 +77,51 @@ def _elementwise(name, fn, deriv_from_z_and_a, mistakes=()):
 
 
 def _sigmoid(z):
-    # 1 / (1 + e^{-z}) written through tanh: no overflow of e^{-z} for large negative z.
-    return 0.5 * (jnp.tanh(0.5 * z) + 1.0)
+    # σ(z) = 1 / (1 + e^{−z}) for z ≥ 0 and e^{z} / (1 + e^{z}) for z < 0, one exponential
+    # e = e^{−|z|} ≤ 1 for both: no overflow, and accurate to a few ulps in relative terms over
+    # the whole range (tests/test_activations_losses.py measures it against a 60-digit
+    # reference). The lower tail is σ(z) ≈ e^{z}, kept to the smallest normal number; the form
+    # 0.5 (tanh(z/2) + 1) cancels there and is exactly 0 below z ≈ −37 in float64.
+    # Each branch is finite at every z, so jax.grad through the jnp.where gives no NaN.
+    e = jnp.exp(jnp.where(z >= 0, -z, z))
+    return jnp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _sigmoid_deriv(z, a):
+    # σ′ = σ(1 − σ), from the saved output a = σ(z) (001_90440b38c2c51fc3.txt eq (6) prints
+    # ln σ · ln(1 − σ); see docs/errata.md), with 1 − σ(z) written σ(−z): 1 − a cancels where
+    # a → 1 (it is 0 from z ≈ 17 in float32, 37 in float64, where σ′ is still ~1e-8, 1e-16).
+    return a * _sigmoid(-z)
+
+
+def _tanh(z):
+    # jnp.tanh (XLA's rational approximation) for |z| < 0.55; above, tanh z = sign(z) (1 − t) /
+    # (1 + t) with t = e^{−2|z|} ≤ e^{−1.1}, where 1 − t ≥ 2/3 does not cancel: XLA's tanh is 6
+    # ulps off near |z| = 19 in float64, this form 1 (tests/test_activations_losses.py).
+    big = jnp.abs(z) >= 0.55
+    t = jnp.exp(-2.0 * jnp.abs(z))
+    return jnp.where(big, jnp.sign(z) * ((1.0 - t) / (1.0 + t)), jnp.tanh(z))
+
+
+def _tanh_deriv(z, a):
+    # tanh′ = 1 − tanh² (001_90440b38c2c51fc3.txt eq (11)), written 1 − a² = sech² z =
+    # 4t / (1 + t)² with t = e^{−2|z|} ≤ 1: 1 − a² cancels where a → ±1 (it is exactly 0 from
+    # |z| ≈ 9 in float32, 19 in float64, where tanh′ is still ~1e-7, 1e-16).
+    del a
+    t = jnp.exp(-2.0 * jnp.abs(z))
+    return 4.0 * t / (1.0 + t) ** 2
 
 
 def _softmax(z):
     # Subtract the max before exponentiating (log-sum-exp trick): no overflow for |z| up to 1e4.
-    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
+    # The difference d = z − max is rounded, which would cost |d|/2 ulps of relative accuracy in
+    # e^{d} (50 ulps at d = −100); its exact rounding error r (Knuth's TwoSum) restores it:
+    # e^{d + r} = e^{d} (1 + r) to within r², far below an ulp.
+    m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    d = z - m
+    z_back = d + m
+    r = (z - z_back) + (-m - (d - z_back))
+    e = jnp.exp(d) * (1.0 + r)
     return e / jnp.sum(e, axis=-1, keepdims=True)
 
 
@@ -94,12 +132,12 @@ def _softmax_vjp(z, a, g):
 
 ACTIVATIONS: dict[str, Activation] = {
     "identity": _elementwise("identity", lambda z: z, lambda z, a: jnp.ones_like(z)),
-    # σ′ = σ(1 − σ), written from the saved output (001_90440b38c2c51fc3.txt eq (6) prints
-    # ln σ · ln(1 − σ); see docs/errata.md).
+    # σ′ = σ(1 − σ) (001_90440b38c2c51fc3.txt eq (6) prints ln σ · ln(1 − σ); see
+    # docs/errata.md), written σ(z) σ(−z): see _sigmoid_deriv.
     "sigmoid": _elementwise(
         "sigmoid",
         _sigmoid,
-        lambda z, a: a * (1.0 - a),
+        _sigmoid_deriv,
         mistakes=(
             (
                 "ln σ · ln(1 − σ), the sigmoid derivative as 001_90440b38c2c51fc3.txt eq (6) "
@@ -113,11 +151,11 @@ ACTIVATIONS: dict[str, Activation] = {
             ("1 − {a}: the factor {a} of σ′ = {a}(1 − {a}) missing", lambda z, a: 1.0 - a),
         ),
     ),
-    # tanh′ = 1 − tanh², from the saved output (001_90440b38c2c51fc3.txt eq (11)).
+    # tanh′ = 1 − tanh² (001_90440b38c2c51fc3.txt eq (11)), written sech² z: see _tanh_deriv.
     "tanh": _elementwise(
         "tanh",
-        jnp.tanh,
-        lambda z, a: 1.0 - a * a,
+        _tanh,
+        _tanh_deriv,
         mistakes=(
             ("1 − {a}: the square of tanh′ = 1 − {a}² missing", lambda z, a: 1.0 - a),
             (

@@ -240,7 +240,7 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
     """A whole training run of ``steps`` full-batch SGD steps, four ways."""
     import optax
 
-    from jaxprop.train import make_value_and_grad, train
+    from jaxprop.training import make_value_and_grad, train
 
     params, x, Y = random_point(model, jax.random.key(0), batch, **sizes)
     params, x, Y = jax.tree.map(lambda a: a.astype(jnp.float32), (params, x, Y))

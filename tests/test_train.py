@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 import optax
 import pytest
 from helpers import assert_trees_close
 
+import jaxprop
 from jaxprop import get_model
 from jaxprop.cli import main
 from jaxprop.experiments import (
@@ -26,7 +29,7 @@ from jaxprop.experiments import (
     run_experiment,
 )
 from jaxprop.experiments import data as datasets
-from jaxprop.train import data_mesh, max_relative_difference, train
+from jaxprop.training import CallbackError, data_mesh, max_relative_difference, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -243,6 +246,16 @@ def test_cli_train_writes_metrics(tmp_path, capsys):
         assert key in metrics
     assert "loss_curve_max_rel_diff" not in metrics
     assert "train accuracy" in capsys.readouterr().out
+    # What a researcher needs to reproduce the run: the test loss (final, and after every chunk)
+    # and the versions of the libraries and of jaxprop.
+    assert np.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 0
+    assert metrics["test_loss"] == metrics["runs"]["manual"]["test_loss"]
+    assert metrics["test_loss_steps"] == [3] and metrics["test_losses"] == [metrics["test_loss"]]
+    versions = metrics["versions"]
+    assert versions["jax"] == jax.__version__ and versions["jaxlib"] == jaxlib.__version__
+    assert versions["optax"] == optax.__version__ and versions["jaxprop"] == jaxprop.__version__
+    assert versions["numpy"] == np.__version__ and versions["python"] == platform.python_version()
+    assert metrics["platform"] == jax.default_backend() and metrics["device_kind"]
 
 
 @pytest.mark.parametrize(
@@ -331,7 +344,7 @@ SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np, optax
     jax.config.update("jax_enable_x64", True)
     from jaxprop import get_model
-    from jaxprop.train import data_mesh, max_relative_difference, train
+    from jaxprop.training import data_mesh, max_relative_difference, train
 
     assert len(jax.devices()) == 4, jax.devices()
     model = get_model("tanh-softmax")
@@ -395,3 +408,115 @@ def test_a_second_run_reuses_the_compiled_loop(caplog):
         compiled = [r.getMessage() for r in caplog.records if "run_chunk" in r.getMessage()]
     assert compiled == [], compiled  # the second run compiled nothing
     np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
+
+
+# --- The training API: jaxprop.train, its callback and its test loss ---------------------------
+
+
+def test_train_is_exported_at_the_top_level():
+    import jaxprop.training
+
+    assert jaxprop.train is jaxprop.training.train is train
+    assert jaxprop.TrainResult is jaxprop.training.TrainResult
+    assert jaxprop.data_mesh is data_mesh
+    assert {"train", "TrainResult", "data_mesh"} <= set(jaxprop.__all__)
+
+
+def test_the_callback_gets_plain_floats_after_every_chunk(problem):
+    model, params, x, Y = problem
+    calls, adam = [], optax.adam(1e-2)
+    result = train(params, x[:32], Y[:32], adam, model=model, steps=25, chunk_size=10,
+                   test_data=(x[32:], Y[32:]), callback=lambda step, m: calls.append((step, m)),
+                   progress=False)  # fmt: skip
+    assert [step for step, _ in calls] == [10, 20, 25] == result.log_steps.tolist()
+    for step, metrics in calls:
+        assert type(step) is int and set(metrics) == {"loss", "test_loss"}
+        assert all(type(v) is float for v in metrics.values())
+        assert metrics["loss"] == result.losses[step - 1]  # the loss of the step's batch
+    np.testing.assert_array_equal(result.test_losses, [m["test_loss"] for _, m in calls])
+    # The last test loss is the model's loss on the test examples at the final parameters.
+    assert calls[-1][1]["test_loss"] == float(jax.jit(model.loss)(result.params, x[32:], Y[32:]))
+    # Without test data: the loss alone, and the same run.
+    calls.clear()
+    plain = train(params, x[:32], Y[:32], adam, model=model, steps=25, chunk_size=10,
+                  callback=lambda step, m: calls.append((step, m)), progress=False)  # fmt: skip
+    assert [set(m) for _, m in calls] == [{"loss"}] * 3 and plain.test_losses is None
+    np.testing.assert_array_equal(plain.losses, result.losses)
+
+
+def test_the_test_loss_of_a_value_and_grad_source(problem):
+    model, params, x, Y = problem
+    vg = jax.value_and_grad(model.loss)
+    result = train(params, x[:32], Y[:32], optax.sgd(0.1), value_and_grad_fn=vg, steps=1,
+                   test_data=(x[32:], Y[32:]), progress=False)  # fmt: skip
+    assert result.test_losses[-1] == pytest.approx(float(model.loss(result.params, x[32:], Y[32:])),
+                                                   rel=1e-14)  # fmt: skip
+
+
+def test_a_callback_that_raises_stops_training_with_an_error_naming_it(problem):
+    model, params, x, Y = problem
+    steps_seen = []
+
+    def log_to_my_dashboard(step, metrics):
+        steps_seen.append(step)
+        if step == 20:
+            raise KeyError("dashboard")
+
+    with pytest.raises(CallbackError) as info:
+        train(params, x, Y, optax.sgd(0.1), model=model, steps=50, chunk_size=10,
+              callback=log_to_my_dashboard, progress=False)  # fmt: skip
+    message = str(info.value)
+    assert "the callback" in message and "log_to_my_dashboard raised KeyError at step 20" in message
+    assert isinstance(info.value.__cause__, KeyError)
+    assert steps_seen == [10, 20]  # training stopped there
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"callback": "print"}, "callback must be callable"),
+        ({"test_data": np.zeros((4, 2))}, r"test_data must be a pair \(x_test, Y_test\)"),
+        ({"test_data": (np.zeros((4, 2)), np.zeros((3, 2)))}, "the same number of rows"),
+        ({"test_data": (np.zeros((4, 3)), np.zeros((4, 2)))},
+         r"test_data's x is float64\[4, 3\]: expected x's dtype and shape per row, float64\[2\]"),
+        ({"test_data": (np.zeros((4, 2), np.float32), np.zeros((4, 2)))},
+         "test_data's x is float32"),
+        ({"test_data": (np.full((4, 2), np.nan), np.zeros((4, 2)))}, "test_data's x has NaN"),
+    ],
+)  # fmt: skip
+def test_train_rejects_a_bad_callback_or_bad_test_data(problem, kwargs, match):
+    model, params, x, Y = problem
+    with pytest.raises(ValueError, match=match):
+        train(params, x, Y, optax.sgd(0.1), model=model, steps=2, progress=False, **kwargs)
+
+
+# --- A diverging run's loss plot, and what metrics.json records ---------------------------------
+
+
+def test_a_diverging_run_plot_shows_the_blow_up_and_marks_the_last_finite_loss(
+    tmp_path, monkeypatch
+):
+    # The run of the issue: least squares with SGD at lr 10 grows from 7.3 to ~1e304, then
+    # overflows. The figure's y-axis must span it all, with the last finite loss marked.
+    figures = []
+    monkeypatch.setattr("jaxprop.experiments.plots.save_figure",
+                        lambda fig, path: figures.append(fig))  # fmt: skip
+    metrics = run_experiment("least-squares", grad="manual", lr=10.0, steps=300, out=tmp_path,
+                             progress=False)  # fmt: skip
+    losses = np.asarray(metrics["losses"], np.float64)  # None -> NaN
+    first = metrics["nonfinite_loss_step"]
+    assert first is not None and np.all(np.isfinite(losses[:first]))
+    last = first - 1
+    assert losses[0] < 10 and losses[last] > 1e300  # the blow-up the plot must show
+    (fig,) = figures
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    bottom, top = ax.get_ylim()
+    assert bottom <= losses[:first].min() and top >= losses[last]
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "X"]
+    assert len(marks) == 1
+    np.testing.assert_array_equal(marks[0].get_xdata(), [last])
+    np.testing.assert_array_equal(marks[0].get_ydata(), [losses[last]])
+    assert f"at step {last}" in marks[0].get_label()
+    assert any(f"from step {first}" in t.get_text() for t in ax.texts)
+    fig.canvas.draw()  # the figure renders (its ticks are finite)

@@ -22,7 +22,7 @@ from jaxprop.core import relative_difference
 from jaxprop.experiments.data import Dataset
 from jaxprop.experiments.plots import write_plots
 from jaxprop.experiments.table import Experiment, get_experiment, make_optimizer
-from jaxprop.train import (
+from jaxprop.training import (
     ALL_GRAD_SOURCES,
     GRAD_SOURCES,
     check_seed,
@@ -31,7 +31,7 @@ from jaxprop.train import (
     train,
 )
 
-__all__ = ["loss_curve_max_rel_diff", "run_experiment"]
+__all__ = ["library_versions", "loss_curve_max_rel_diff", "run_experiment"]
 
 
 def _accuracy(out, Y) -> float:
@@ -87,9 +87,12 @@ def run_experiment(
 
     Returns:
       The metrics: ``losses`` (every step, of the first gradient source), ``final_loss`` (the
-      training-set loss at the final parameters), ``final_train_accuracy`` and
-      ``test_accuracy`` for classification, ``wall_time_s``, per-source ``runs`` and, with
-      ``grad="both"``, the two agreement figures.
+      training-set loss at the final parameters), with a test split ``test_loss`` (the test-set
+      loss at the final parameters) and ``test_losses`` at the steps ``test_loss_steps`` (after
+      every chunk of training), ``final_train_accuracy`` and ``test_accuracy`` for
+      classification, ``wall_time_s``, per-source ``runs``, with ``grad="both"`` the two
+      agreement figures, and for reproducing the run ``versions`` (Python, jaxprop, jax, jaxlib,
+      optax, NumPy, scikit-learn: :func:`library_versions`), ``platform`` and ``device_kind``.
     """
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     sources = GRAD_SOURCES if grad == "both" else (grad,)
@@ -129,12 +132,15 @@ def run_experiment(
         assert model_forward is not None  # a Model always has a forward pass
         forward = jax.jit(lambda p, x: model_forward(p, x)[0])
         full_loss = jax.jit(model.loss)
+        test = None
+        if ds.x_test is not None:
+            test = (jnp.asarray(ds.x_test, dt), jnp.asarray(ds.Y_test, dt))
         start = time.perf_counter()
         runs, results = {}, {}
         for source in sources:
             result = train(params0, x, Y, opt, model=model, grad_source=source, steps=steps,
                            batch_size=batch_size, seed=seed, mesh=mesh, progress=progress,
-                           description=f"{exp.name} ({source})")  # fmt: skip
+                           description=f"{exp.name} ({source})", test_data=test)  # fmt: skip
             results[source] = result
             nonfinite = np.flatnonzero(~np.isfinite(result.losses))
             run = {
@@ -144,15 +150,17 @@ def run_experiment(
                 "final_loss": float(full_loss(result.params, x, Y)),
                 "wall_time_s": result.wall_time_s,
             }
+            if test is not None:
+                assert result.test_losses is not None  # train took the test data
+                # The model's loss on the held-out examples at the final parameters, and after
+                # every chunk of training (the steps in test_loss_steps).
+                run["test_loss"] = float(result.test_losses[-1])
+                run["test_loss_steps"] = [int(t) for t in result.log_steps]
+                run["test_losses"] = [float(v) for v in result.test_losses]
             if exp.task == "classification":
                 run["final_train_accuracy"] = _accuracy(forward(result.params, x), Y)
-                if ds.x_test is not None:
-                    out_test = forward(result.params, jnp.asarray(ds.x_test, dt))
-                    run["test_accuracy"] = _accuracy(out_test, ds.Y_test)
-            elif ds.x_test is not None:
-                run["test_loss"] = float(
-                    full_loss(result.params, jnp.asarray(ds.x_test, dt), jnp.asarray(ds.Y_test, dt))
-                )
+                if test is not None:
+                    run["test_accuracy"] = _accuracy(forward(result.params, test[0]), ds.Y_test)
             if exp.evaluate is not None:
                 run.update(exp.evaluate(model, result.params, ds))
             runs[source] = run
@@ -176,6 +184,10 @@ def run_experiment(
             "n_train": n_train,
             "n_test": 0 if ds.x_test is None else int(ds.x_test.shape[0]),
             "wall_time_s": wall,
+            # What a rerun needs besides the options above: the library versions and the device.
+            "versions": library_versions(),
+            "platform": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind,
         }
         metrics.update({k: v for k, v in primary.items() if k != "wall_time_s"})
         if grad == "both":
@@ -192,6 +204,32 @@ def run_experiment(
                 write_plots(exp, ds, results, out, forward, dt, metrics)
             atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def library_versions() -> dict[str, str | None]:
+    """The versions of Python, jaxprop and the libraries a run's numbers depend on (``None`` for
+    one that is not installed): what ``metrics.json`` records under ``versions``."""
+    import platform
+    from importlib import metadata
+
+    import jaxlib
+    import optax
+
+    import jaxprop
+
+    try:
+        sklearn: str | None = metadata.version("scikit-learn")  # the digits data
+    except metadata.PackageNotFoundError:
+        sklearn = None
+    return {
+        "python": platform.python_version(),
+        "jaxprop": jaxprop.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn,
+    }
 
 
 def _output_dir(out: str | os.PathLike) -> pathlib.Path:

@@ -3,6 +3,7 @@ lazily through :func:`jaxprop._io.pyplot`, Agg backend; every PNG is written ato
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -19,12 +20,26 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
     """Loss against step for every gradient source on one axes (log scale); with two curves, a
     second panel shows their relative difference at every step.
 
+    A diverging run stays in view: the y-axis spans every finite loss (7.3 to 1e304 alike), the
+    last finite loss before the first NaN or infinite one is marked with an ×, and a dotted
+    line stands at the step where the loss stops being finite. Step t is ``losses[t]``, as in
+    ``metrics.json``.
+
     Args:
       path: the PNG to write.
       curves: e.g. ``{"manual": losses, "auto": losses}``, each of shape (steps,).
       title: the figure title.
     """
+    # Log-scale limits and ticks near 1e308 overflow inside matplotlib, harmlessly.
+    with np.errstate(over="ignore"):
+        fig = _loss_figure(curves, title)
+        save_figure(fig, path)
+
+
+def _loss_figure(curves: dict[str, np.ndarray], title: str):
     plt = pyplot()
+    from matplotlib.ticker import FixedLocator, NullLocator
+
     both = len(curves) == 2
     fig, axes = plt.subplots(
         2 if both else 1,
@@ -39,25 +54,61 @@ def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
         "manual": {"lw": 2.2, "alpha": 0.6},
         "auto": {"lw": 1.0, "ls": "--"},
     }
+    shown = []  # the finite, positive losses: the y-range
+    breaks: dict[tuple[int, int], list[tuple[str, str]]] = {}  # (last finite, first not) -> runs
     for source, losses in curves.items():
-        steps = np.arange(1, len(losses) + 1)
-        ax.plot(steps, losses, label=f"{source} gradient", **styles.get(source, {}))
+        losses = np.asarray(losses, np.float64)
+        steps = np.arange(len(losses))
+        finite = np.isfinite(losses)
+        (line,) = ax.plot(steps, np.where(finite, losses, np.nan), label=f"{source} gradient",
+                          **styles.get(source, {}))  # fmt: skip
+        shown.append(losses[finite & (losses > 0)])
+        if not finite.all():
+            first = int(np.argmin(finite))
+            breaks.setdefault((first - 1, first), []).append((source, line.get_color()))
+    for (last, first), runs in breaks.items():
+        names = " and ".join(source for source, _ in runs)
+        color = runs[0][1]
+        ax.axvline(first, color=color, ls=":", lw=1.0)
+        what = f"NaN or infinite from step {first}"
+        if last >= 0:
+            value = float(np.asarray(curves[runs[0][0]], np.float64)[last])
+            ax.plot([last], [value], "X", color=color, ms=9, mec="k", mew=0.6,
+                    label=f"last finite loss, {value:.3g} at step {last}")  # fmt: skip
+            what = f"last finite loss {value:.3g} at step {last}, {what}"
+        ax.annotate(f"{names}: {what}", xy=(0.02, 0.03 + 0.07 * len(ax.texts)),
+                    xycoords="axes fraction", fontsize=8, color=color)  # fmt: skip
     ax.set_yscale("log")
+    values = np.concatenate(shown)
+    if values.size:
+        # Set, not autoscaled: with infinite values in a curve matplotlib's autoscaling can leave
+        # the axis at [1, 10] and the blow-up out of view. The top at most 1e308.
+        lo, hi = np.log10(values.min()), np.log10(values.max())
+        pad = max(0.05 * (hi - lo), 0.1)
+        bottom, top = lo - pad, min(hi + pad, 308.0)
+        ax.set_ylim(10.0**bottom, 10.0**top)
+        if hi - lo >= 10 or top > 290:
+            # Over many decades, decade ticks at a round stride; matplotlib's own log locator
+            # would also place ticks a stride above the top, infinite beyond 1e308.
+            stride = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100) if s * 6 >= top - bottom)
+            ks = range(math.ceil(bottom / stride) * stride, math.floor(top) + 1, stride)
+            ax.yaxis.set_major_locator(FixedLocator([10.0**k for k in ks]))
+            ax.yaxis.set_minor_locator(NullLocator())
     ax.set_ylabel("training loss")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if both:
         (a, la), (b, lb) = curves.items()
         rel = relative_difference(la, lb)  # a diverged run's inf − inf: NaN
         ax2 = axes[1, 0]
-        ax2.plot(np.arange(1, len(rel) + 1), np.maximum(rel, 1e-18), color="C3", lw=0.8)
+        ax2.plot(np.arange(len(rel)), np.maximum(rel, 1e-18), color="C3", lw=0.8)
         ax2.set_yscale("log")
         ax2.set_ylabel(f"|{a} − {b}| / |{b}|", fontsize=8)
         ax2.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def plot_decision_boundary(path, predict_proba, x: np.ndarray, labels: np.ndarray, title: str):
@@ -117,7 +168,7 @@ def write_plots(exp, ds, results, out, forward, dt, metrics) -> None:
     Args:
       exp: the :class:`~jaxprop.experiments.table.Experiment`.
       ds: the data set it trained on.
-      results: per gradient source, the :class:`~jaxprop.train.TrainResult`.
+      results: per gradient source, the :class:`~jaxprop.training.TrainResult`.
       out: the output directory (a :class:`pathlib.Path`).
       forward: ``(params, x) -> output``, jitted.
       dt: the dtype of the run.

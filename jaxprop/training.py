@@ -1,9 +1,10 @@
 """A training loop over any gradient source and any optax optimizer, in jitted scanned chunks.
 
 One optimizer step is ``(loss, g) = value_and_grad(params, x_batch, Y_batch)`` followed by
-``optax`` ``update``/``apply_updates``; :func:`train` runs ``chunk_size`` such steps inside one
-jitted :func:`jax.lax.scan`, so Python is entered once per chunk (for the progress bar), not once
-per step. The gradient comes from any of:
+``optax`` ``update``/``apply_updates``; :func:`train` (``jaxprop.train``) runs ``chunk_size`` such
+steps inside one jitted :func:`jax.lax.scan`, so Python is entered once per chunk (for the
+progress bar, the test loss and a user's ``callback``), not once per step. The gradient comes
+from any of:
 
 - ``model`` with ``grad_source="manual"``: the hand-derived ``model.value_and_grad`` (one forward
   pass, then the hand backward pass);
@@ -23,15 +24,23 @@ axis and the parameters and optimizer state are replicated; XLA's SPMD partition
 batch-mean of the loss and the sums over examples in the gradient into all-reduces. The same code
 runs on one device or many; the batch size must be a multiple of the number of devices.
 
+Logging: every ``chunk_size`` steps and after the last, ``callback(step, metrics)`` gets the
+number of steps taken and plain floats, ``{"loss": ..., "test_loss": ...}`` (the test loss when
+``test_data`` is given); an exception in it stops training as a :class:`CallbackError` that names
+the callback and the step, with the original exception as its cause.
+
 >>> import jax, optax
->>> from jaxprop import get_model
->>> from jaxprop.train import train
->>> model = get_model("tanh-softmax")
+>>> import jaxprop
+>>> model = jaxprop.get_model("tanh-softmax")
 >>> params = model.init(jax.random.key(0), n_in=2, n_hidden=8, n_out=2)
 >>> x, Y = model.sample(jax.random.key(1), params, batch=32)
->>> result = train(params, x, Y, optax.adam(1e-2), model=model, steps=50, progress=False)
+>>> log = []
+>>> result = jaxprop.train(params, x, Y, optax.adam(1e-2), model=model, steps=50, chunk_size=20,
+...                        callback=lambda step, m: log.append((step, m["loss"])), progress=False)
 >>> result.losses.shape, bool(result.losses[-1] < result.losses[0])
 ((50,), True)
+>>> [step for step, _ in log], log[-1][1] == float(result.losses[-1])
+([20, 40, 50], True)
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from jaxprop.core import memoised
 __all__ = [
     "ALL_GRAD_SOURCES",
     "GRAD_SOURCES",
+    "CallbackError",
     "TrainResult",
     "check_seed",
     "data_mesh",
@@ -82,12 +92,23 @@ class TrainResult:
       opt_state: the final optimizer state.
       losses: the loss at every step, shape (steps,), a NumPy array.
       wall_time_s: seconds spent in :func:`train`, compilation included.
+      log_steps: the steps after which the callback ran and the test loss was taken (the ends
+        of the chunks: ``chunk_size``, ``2 chunk_size``, ..., ``steps``), an int array.
+      test_losses: the loss on ``test_data`` after each of ``log_steps`` (the last one at the
+        final parameters), or ``None`` without test data.
     """
 
     params: Params
     opt_state: Any
     losses: np.ndarray
     wall_time_s: float
+    log_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    test_losses: np.ndarray | None = None
+
+
+class CallbackError(RuntimeError):
+    """A ``callback`` given to :func:`train` raised; the original exception is the cause
+    (``__cause__``) and the message names the callback and the step."""
 
 
 def make_value_and_grad(model, grad_source: str = "manual") -> Callable:
@@ -151,6 +172,38 @@ def _resolve_value_and_grad(model, grad_source, loss_fn, grad_fn, value_and_grad
 
         return memoised(_pair, loss_fn, grad_fn)
     return make_value_and_grad(model, grad_source)
+
+
+def _loss_only(model, loss_fn, value_and_grad) -> Callable:
+    """The jitted ``(params, x, Y) -> loss`` of the gradient source, for the test loss."""
+    if loss_fn is not None:
+        return memoised(jax.jit, loss_fn)
+    if model is not None:
+        return memoised(jax.jit, model.loss)
+    return memoised(_first_of, value_and_grad)
+
+
+def _first_of(value_and_grad):
+    # Under jit the gradient, unused, is dead code that XLA removes.
+    return jax.jit(lambda params, x, Y: value_and_grad(params, x, Y)[0])
+
+
+def _callable_name(fn) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    module = getattr(fn, "__module__", None)
+    if name is None:
+        return repr(fn)
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def _run_callback(callback, step: int, metrics: dict[str, float]) -> None:
+    try:
+        callback(step, metrics)
+    except Exception as e:
+        raise CallbackError(
+            f"the callback {_callable_name(callback)} raised {type(e).__name__} at step {step} "
+            f"(metrics {metrics}): {e}"
+        ) from e
 
 
 def _check_gradient_output(value_and_grad, params, xb, Yb) -> None:
@@ -269,6 +322,8 @@ def train(
     mesh: Mesh | None = None,
     progress: bool | None = None,
     description: str = "train",
+    test_data: tuple[jax.Array | np.ndarray, jax.Array | np.ndarray] | None = None,
+    callback: Callable[[int, dict[str, float]], Any] | None = None,
 ) -> TrainResult:
     """Trains ``params`` on ``(x, Y)`` for ``steps`` optimizer steps.
 
@@ -285,22 +340,35 @@ def train(
       value_and_grad_fn: ``(params, x, Y) -> (loss, grads)``, instead of both.
       batch_size: examples per step; ``None`` for the full batch (N).
       seed: the seed of the minibatch order.
-      chunk_size: steps per jitted scan (one progress update each).
+      chunk_size: steps per jitted scan: the progress bar, the test loss and the callback are
+        updated after each chunk (and after the last step).
       mesh: a mesh with a ``"batch"`` axis (see :func:`data_mesh`) to run data-parallel on;
         ``None`` runs on the default device.
       progress: a tqdm bar; ``None`` shows it when stderr is a terminal.
       description: the progress bar's label.
+      test_data: ``(x_test, Y_test)``, held-out examples shaped like ``x`` and ``Y``: their
+        loss (the ``loss_fn``, the model's loss or the loss of ``value_and_grad_fn``) is taken
+        after every chunk, at the parameters of that moment.
+      callback: ``callback(step, metrics)`` after every chunk, for a user's own logging:
+        ``step`` (an int) is the number of optimizer steps taken so far and ``metrics`` a dict
+        of plain floats: ``"loss"``, ``losses[step - 1]`` (the loss of the last step's batch,
+        before its update) and, with ``test_data``, ``"test_loss"`` (after ``step`` updates).
+        Its return value is ignored.
 
     Returns:
       A :class:`TrainResult`; ``losses[t]`` is the loss of step t's batch before its update.
 
     Raises:
+      CallbackError: when the callback raises (the message names it and the step; the
+        original exception is the cause). Training stops there.
       ValueError: for an optimizer that is not a GradientTransformation, steps or chunk_size
         not an integer >= 1, a seed outside 0..2**32 − 1, x or Y not an array with a row per
         example (or without any, or with NaN or infinite entries), x and Y with different
         numbers of rows, a batch size outside 1..N or not a multiple of the number of devices, a
         mesh without a "batch" axis, an unclear gradient source, or one whose loss is not a real
-        scalar or whose gradient does not match the parameters' structure, shapes and dtypes.
+        scalar or whose gradient does not match the parameters' structure, shapes and dtypes, a
+        callback that is not callable, or test data that is not a pair of arrays shaped like
+        ``x`` and ``Y`` (the same number of rows, the same trailing shapes and dtypes).
     """
     value_and_grad = _resolve_value_and_grad(
         model, grad_source, loss_fn, grad_fn, value_and_grad_fn
@@ -322,6 +390,12 @@ def train(
         )
     if n == 0:
         raise ValueError(f"x has shape {x.shape}: expected at least one example")
+    if callback is not None and not callable(callback):
+        raise ValueError(
+            f"callback must be callable as callback(step, metrics), got {type(callback).__name__}"
+        )
+    if test_data is not None:
+        test_data = _test_examples(test_data, x, Y)
     if batch_size is not None:
         batch_size = _integer("batch_size", batch_size, 1)
         if batch_size > n:
@@ -364,6 +438,11 @@ def train(
             ) from e
     if mesh is not None:
         opt_state = jax.device_put(opt_state, replicated)
+        if test_data is not None:
+            test_data = jax.device_put(test_data, replicated)
+    test_loss = None
+    if test_data is not None:
+        test_loss = _loss_only(model, loss_fn, value_and_grad)
 
     key = jax.random.key(seed)
     run_chunk = memoised(_chunk_runner, value_and_grad, optimizer, batch, full_batch, rows)
@@ -376,7 +455,7 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=description, unit="step", file=sys.stderr)
-    losses = []
+    losses, log_steps, test_losses = [], [], []
     done = 0
     try:
         for length in chunks:
@@ -386,9 +465,17 @@ def train(
             chunk_losses = np.asarray(chunk_losses)
             losses.append(chunk_losses)
             done += length
+            log_steps.append(done)
+            metrics = {"loss": float(chunk_losses[-1])}
+            if test_loss is not None:
+                assert test_data is not None  # test_loss is set with it
+                metrics["test_loss"] = float(test_loss(params, *test_data))
+                test_losses.append(metrics["test_loss"])
             if bar is not None:
                 bar.update(length)
-                bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
+            if callback is not None:
+                _run_callback(callback, done, metrics)
     finally:
         if bar is not None:
             bar.close()
@@ -397,7 +484,31 @@ def train(
         opt_state=opt_state,
         losses=np.concatenate(losses),
         wall_time_s=time.perf_counter() - start,
+        log_steps=np.asarray(log_steps, np.int64),
+        test_losses=None if test_loss is None else np.asarray(test_losses, np.float64),
     )
+
+
+def _test_examples(test_data, x, Y) -> tuple:
+    """``test_data`` as a pair of arrays shaped like ``x`` and ``Y``, or a ValueError."""
+    if not (isinstance(test_data, tuple | list) and len(test_data) == 2):
+        raise ValueError(
+            f"test_data must be a pair (x_test, Y_test), got {type(test_data).__name__}"
+            + (f" of length {len(test_data)}" if isinstance(test_data, tuple | list) else "")
+        )
+    xt, Yt = _examples("test_data's x", test_data[0]), _examples("test_data's Y", test_data[1])
+    if xt.shape[0] != Yt.shape[0] or xt.shape[0] == 0:
+        raise ValueError(
+            f"test_data has x of shape {xt.shape} and Y of shape {Yt.shape}: expected the same "
+            f"number of rows, at least one"
+        )
+    for name, t, a in (("x", xt, x), ("Y", Yt, Y)):
+        if t.shape[1:] != a.shape[1:] or t.dtype != a.dtype:
+            raise ValueError(
+                f"test_data's {name} is {t.dtype}{list(t.shape)}: expected {name}'s dtype "
+                f"and shape per row, {a.dtype}{list(a.shape[1:])} (N rows)"
+            )
+    return xt, Yt
 
 
 def _chunk_runner(value_and_grad, optimizer, batch: int, full_batch: bool, rows):
