@@ -11,14 +11,22 @@ partly filled in still runs and is graded node by node.
 
 :func:`grade` (``jaxprop grade FILE``) grades a submission: it rebuilds the built-in model named
 by the file's ``MODEL`` (and ``CONFIG``) with the submission's ``backward`` swapped in (the
-forward pass is the built-in one, never the student's copy), runs :func:`jaxprop.check_nodes` and
-its diagnosis at a fixed point (float64, seed 0, batch 7), and gives each node a verdict: ``ok``,
-``not filled in``, the diagnosis of the first failing node, or ``inherits the error of ...`` for
-the nodes after it. The score is the number of nodes right. A file that does not parse or
-import, a backward pass that raises, returns the wrong structure, hangs or crashes the
-interpreter is graded too (score 0 for what could not be checked), with a one-line reason: by
-default the grading runs in a subprocess with a time limit. The parameter gradients are checked
-against ``jax.grad`` as information; they do not count.
+forward pass is the built-in one, never the exercise's copy, which takes ``taps``), runs
+:func:`jaxprop.check_nodes` and its diagnosis at a fixed point (float64, seed 0, batch 7), and
+gives each node a verdict: ``ok``, ``not filled in``, the diagnosis of the first failing node, or
+``inherits the error of ...`` for the nodes after it. The score is the number of nodes right.
+
+A submission written from scratch, whose file defines a plain ``forward(params, x) -> (out,
+saved)`` (no ``taps`` parameter) beside its ``backward``, is graded with its own forward pass:
+that must compute the built-in model's output (to 1e-12 relative, float64; otherwise the grade
+says so and scores 0), its nodes are found in its traced program (:mod:`jaxprop.program`: a
+Model without ``nodes``), and every node of the built-in model is graded at the value saved under
+its name (0 for a node whose adjoint is missing, or whose saved value is not the built-in one).
+
+A file that does not parse or import, a backward pass that raises, returns the wrong structure,
+hangs or crashes the interpreter is graded too (score 0 for what could not be checked), with a
+one-line reason: by default the grading runs in a subprocess with a time limit. The parameter
+gradients are checked against ``jax.grad`` as information; they do not count.
 
 >>> from jaxprop.exercise import exercise_source
 >>> text = exercise_source("tanh-softmax")
@@ -57,6 +65,7 @@ import jax.numpy as jnp
 __all__ = [
     "BATCH",
     "DEFAULT_TIMEOUT",
+    "FORWARD_RTOL",
     "SEED",
     "TODO",
     "GradeReport",
@@ -73,6 +82,9 @@ __all__ = [
 SEED, BATCH = 0, 7
 #: The default time limit of a grading, in seconds.
 DEFAULT_TIMEOUT = 60.0
+#: How closely the forward pass of a submission written from scratch must compute the built-in
+#: model's output (and each node's value), relative, in float64.
+FORWARD_RTOL = 1e-12
 SCHEMA = "jaxprop.grade/1"
 
 # Models whose node adjoints are written per neuron in helper functions: the blanks are those
@@ -115,6 +127,7 @@ def exercise_models() -> list[str]:
 
 
 def _get_model(name: Any, config: Mapping[str, Any]):
+    from jaxprop._names import did_you_mean
     from jaxprop.model import Model
     from jaxprop.models import REGISTRY, get_model
 
@@ -124,7 +137,10 @@ def _get_model(name: Any, config: Mapping[str, Any]):
             f"backward pass; exercises exist for {exercise_models()}"
         )
     if not isinstance(name, str) or name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; exercises exist for {exercise_models()}")
+        models = exercise_models()
+        raise ValueError(
+            f"unknown model {name!r}{did_you_mean(name, models)}; exercises exist for {models}"
+        )
     return get_model(name, **config)
 
 
@@ -1013,8 +1029,9 @@ class GradeReport:
       max_score: the number of nodes.
       nodes: one :class:`NodeGrade` per node, in backward order.
       status: ``"graded"`` (the node check ran), ``"error"`` (the file does not parse or
-        import, ``backward`` is missing, raises or returns the wrong structure, or the grading
-        process died) or ``"timeout"``.
+        import, ``backward`` is missing, raises or returns the wrong structure, a forward pass of
+        the submission's own raises, returns the wrong structure or computes another output
+        than the built-in one, or the grading process died) or ``"timeout"``.
       error: what went wrong, one line (``None`` when graded).
       first_failing: the first failing node in backward order.
       diagnosis: the diagnosis of the first failing node, ``Diagnosis.to_dict()``.
@@ -1292,7 +1309,7 @@ def grade_in_process(
         of one model in one process. The submission's own backward pass always runs eagerly.
     """
     from jaxprop.core import precision
-    from jaxprop.nodes import check_nodes
+    from jaxprop.model import _takes_taps
 
     path = os.fspath(path)
     setup = _setup(path, model, config)
@@ -1308,14 +1325,165 @@ def grade_in_process(
     if not callable(backward):
         error = "the file defines no function backward(params, x, saved, Y)"
         return setup.report("error", error, "no backward", unfilled)
+    forward = getattr(module, "forward", None)
+    if callable(forward) and not _takes_taps(forward):
+        # A forward pass of its own, written without taps (from scratch): graded as it is.
+        return _grade_plain(setup, forward, backward, path, unfilled, jit)
     params, x, Y = _point(setup.model)
     with precision("float64"):
         _, saved = setup.model.run_forward(params, x)
+        result = _run_backward(setup, backward, (params, x, saved, Y), path, unfilled)
+    if isinstance(result, GradeReport):
+        return result
+    # The check compares the hand adjoints the submission just returned at this very point (its
+    # backward pass runs once, eagerly, so that any exception above is its own and no JAX
+    # tracing rules apply to it); the true ones come from jax.grad of the built-in model.
+    answered = dataclasses.replace(setup.model, backward=lambda params, x, saved, Y: result)
+    report = _check(setup, answered, (params, x, Y), jit, path, unfilled)
+    if isinstance(report, GradeReport):
+        return report
+    grads = _grads_check(setup.model, (params, x, Y), result[0], path)
+    first, diagnosis = report.first_failing, report.diagnosis
+    first_unfilled = first is not None and any(_matches(u, first) for u in unfilled)
+    grades = [_verdict(n, first, diagnosis, unfilled, first_unfilled) for n in report.nodes]
+    notes: tuple[str, ...] = ()
+    if report.extra:
+        notes = (f"the adjoints name nodes the model does not have: {', '.join(report.extra)}",)
+    return _graded(setup, grades, report, first_unfilled, grads, unfilled, notes)
+
+
+def _grade_plain(setup: _Setup, forward, backward, path: str, unfilled, jit: bool) -> GradeReport:
+    """A submission with a forward pass of its own, ``forward(params, x) -> (out, saved)`` with no
+    ``taps``, and its backward pass: both written from scratch. Its forward pass must compute
+    the built-in model's output; its nodes are found in its traced program (a
+    :class:`~jaxprop.Model` without ``nodes``), and every node of the built-in model is graded,
+    under its name, at the value the submission saves."""
+    from jaxprop.core import paths, precision
+    from jaxprop.model import Model
+
+    params, x, Y = _point(setup.model)
+    name = setup.model_name
+    with precision("float64"):
+        reference, ref_saved = setup.model.run_forward(params, x)
         try:
-            result = backward(params, x, saved, Y)
+            produced = forward(params, x)
         except BaseException as e:
-            error = f"backward raised {_exception(e, path)}"
-            return setup.report("error", error, "backward raised", unfilled)
+            error = f"forward raised {_exception(e, path)}"
+            return setup.report("error", error, "forward raised", unfilled)
+        if not (
+            isinstance(produced, tuple) and len(produced) == 2 and isinstance(produced[1], Mapping)
+        ):
+            error = (
+                f"forward returned {_describe(produced)}; it must return a pair (out, saved): the "
+                "network's output and a dict of the values backward reads, the nodes among them"
+            )
+            return setup.report("error", error, "forward returned the wrong structure", unfilled)
+        out, saved = produced
+        differs = _differs(out, reference)
+        if differs is not None:
+            error = (
+                f"the forward pass differs from {name}'s: its output has a {differs}; it must "
+                f"compute {name}'s output (to {FORWARD_RTOL:g} relative, in float64) for its "
+                "adjoints to be graded"
+            )
+            return setup.report("error", error, "the forward pass differs", unfilled)
+        result = _run_backward(setup, backward, (params, x, saved, Y), path, unfilled)
+        if isinstance(result, GradeReport):
+            return result
+        assert setup.model is not None  # _setup built it
+        # Each node of the built-in model is graded at the value the submission saves under its
+        # name, which must be that node's value.
+        mine, theirs = paths(saved), paths(ref_saved)
+        other = {}
+        for n in setup.nodes:
+            if n in mine and n in theirs:
+                said = _differs(mine[n], theirs[n])
+                if said is not None:
+                    other[n] = said
+    answered = Model(
+        name=setup.model.name, forward=forward, backward=lambda params, x, saved, Y: result,
+        objective=setup.model.objective, check_labels=setup.model.check_labels,
+    )  # fmt: skip
+    report = _check(setup, answered, (params, x, Y), jit, path, unfilled)
+    if isinstance(report, GradeReport):
+        return report
+    grads = _grads_check(setup.model, (params, x, Y), result[0], path)
+    first, diagnosis = report.first_failing, report.diagnosis
+    first_unfilled = first is not None and any(_matches(u, first) for u in unfilled)
+    checked = {n.name: n for n in report.nodes}
+    hand = paths(result[1])
+    grades = []
+    for n in reversed(setup.nodes):
+        if n not in hand:
+            said = f"∂L/∂{n} is missing from the hand adjoints (backward returns none under {n!r})"
+            grades.append(NodeGrade(n, False, said, "not-checked"))
+        elif n not in mine:
+            said = (
+                f"not checked: forward saves no value under {n!r} (an adjoint is graded at the "
+                "value saved under its name)"
+            )
+            grades.append(NodeGrade(n, False, said, "not-checked"))
+        elif n in other:
+            said = f"not checked: the value forward saves under {n!r} is not {name}'s {n} (a "
+            grades.append(NodeGrade(n, False, said + other[n] + ")", "not-checked"))
+        else:
+            grades.append(_verdict(checked[n], first, diagnosis, unfilled, first_unfilled))
+    notes = []
+    more = [r for r in report.nodes if r.name not in setup.nodes]
+    if more:
+        notes.append(
+            f"checked, not scored (not nodes of {name}): "
+            + ", ".join(f"{r.name} {'ok' if r.ok else 'FAIL'}" for r in more)
+            + (
+                f"; the first failing node is {first}: {diagnosis.message}"
+                if first in {r.name for r in more} and diagnosis is not None
+                else ""
+            )
+        )
+    unsaved = [n for n in report.extra if n not in setup.nodes]
+    if unsaved:
+        notes.append(f"the adjoints name values forward does not save: {', '.join(unsaved)}")
+    return _graded(setup, grades, report, first_unfilled, grads, unfilled, tuple(notes))
+
+
+def _differs(mine: Any, reference: Any) -> str | None:
+    """How a submission's value departs from the built-in one (``None`` when it does not, to
+    :data:`FORWARD_RTOL` relative): its structure, a shape, or the worst element."""
+    import numpy as np
+
+    if str(jax.tree.structure(mine)) != str(jax.tree.structure(reference)):
+        return f"structure {jax.tree.structure(mine)}, not {jax.tree.structure(reference)}"
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(reference), strict=True):
+        try:
+            a = np.asarray(a, np.float64)
+        except (TypeError, ValueError):
+            return f"leaf that is not an array of numbers ({_describe(a)})"
+        b = np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            return f"shape {a.shape}, not {b.shape}"
+        if a.size == 0:
+            continue
+        gap = np.abs(a - b)
+        gap[np.isnan(gap)] = np.inf  # NaN where the built-in value is finite: differs
+        worst = np.unravel_index(int(np.argmax(gap)), a.shape)
+        rel = float(gap[worst]) / (float(np.max(np.abs(b))) or 1.0)
+        if not rel <= FORWARD_RTOL:
+            where = [int(i) for i in worst]
+            return (
+                f"relative difference of {rel:.2e} (worst at {where}: yours {a[worst]:.6g}, "
+                f"built-in {b[worst]:.6g})"
+            )
+    return None
+
+
+def _run_backward(setup: _Setup, backward, args, path: str, unfilled) -> Any:
+    """The submission's ``backward(*args)``, run once, eagerly: its ``(grads, adjoints)``, or the
+    report of an error when it raises or returns the wrong structure."""
+    try:
+        result = backward(*args)
+    except BaseException as e:
+        error = f"backward raised {_exception(e, path)}"
+        return setup.report("error", error, "backward raised", unfilled)
     if not (isinstance(result, tuple) and len(result) == 2):
         error = (
             f"backward returned {_describe(result)}; it must return a pair (grads, adjoints): "
@@ -1328,38 +1496,41 @@ def grade_in_process(
             f"; they must be a dict from node name to ∂L/∂node, with the nodes {list(setup.nodes)}"
         )
         return setup.report("error", error, "backward returned the wrong structure", unfilled)
-    # The check compares the hand adjoints the submission just returned at this very point (its
-    # backward pass runs once, eagerly, so that any exception above is its own and no JAX
-    # tracing rules apply to it); the true ones come from jax.grad of the built-in model.
-    answered = dataclasses.replace(setup.model, backward=lambda params, x, saved, Y: result)
+    return result
+
+
+def _check(setup: _Setup, answered, point, jit: bool, path: str, unfilled) -> Any:
+    """:func:`jaxprop.check_nodes` of the answered model at the graded point, or the report of
+    an error when it fails."""
+    from jaxprop.nodes import check_nodes
+
     try:
-        report = check_nodes(answered, params, x, Y, jit=jit)
+        return check_nodes(answered, *point, jit=jit)
     except BaseException as e:
         error = f"the node check failed: {_exception(e, path)}"
         return setup.report("error", error, "the node check failed", unfilled)
-    grads = _grads_check(setup.model, (params, x, Y), result[0], path)
-    first = report.first_failing
+
+
+def _verdict(
+    n: Any, first: str | None, diagnosis: Any, unfilled, first_unfilled: bool
+) -> NodeGrade:
+    """The grade of one node of the node check's report."""
+    rel = None if n.vs_auto is None else float(n.vs_auto.max_rel)
+    if n.ok:
+        return NodeGrade(n.name, True, "ok", None, rel)
+    if any(_matches(u, n.name) for u in unfilled):
+        return NodeGrade(n.name, False, "not filled in", "not-filled-in", rel)
+    if n.name == first:
+        return NodeGrade(n.name, False, *_first_feedback(n, diagnosis), rel)
+    said = f"inherits the error of {first}" + (" (not filled in)" if first_unfilled else "")
+    return NodeGrade(n.name, False, said, "inherits", rel)
+
+
+def _graded(setup: _Setup, grades, report, first_unfilled, grads, unfilled, notes) -> GradeReport:
     diagnosis = report.diagnosis
-    first_unfilled = first is not None and any(_matches(u, first) for u in unfilled)
-    grades = []
-    for n in report.nodes:
-        rel = None if n.vs_auto is None else float(n.vs_auto.max_rel)
-        if n.ok:
-            grades.append(NodeGrade(n.name, True, "ok", None, rel))
-        elif any(_matches(u, n.name) for u in unfilled):
-            grades.append(NodeGrade(n.name, False, "not filled in", "not-filled-in", rel))
-        elif n.name == first:
-            grades.append(NodeGrade(n.name, False, *_first_feedback(n, diagnosis), rel))
-        else:
-            said = f"inherits the error of {first}" + (" (not filled in)" if first_unfilled else "")
-            grades.append(NodeGrade(n.name, False, said, "inherits", rel))
-    score = sum(g.ok for g in grades)
-    notes: tuple[str, ...] = ()
-    if report.extra:
-        notes = (f"the adjoints name nodes the model does not have: {', '.join(report.extra)}",)
     return GradeReport(
-        path, setup.model_name, setup.config, score, len(grades), tuple(grades),
-        first_failing=first,
+        setup.path, setup.model_name, setup.config, sum(g.ok for g in grades), len(grades),
+        tuple(grades), first_failing=report.first_failing,
         diagnosis=None if diagnosis is None or first_unfilled else diagnosis.to_dict(),
         grads=grads, unfilled=unfilled, notes=notes,
     )  # fmt: skip
@@ -1416,7 +1587,10 @@ def grade(
     model: str | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> GradeReport:
-    """Grades a submission: the exercise file of :func:`exercise_source`, filled in.
+    """Grades a submission: the exercise file of :func:`exercise_source`, filled in, or a file
+    with ``MODEL = "..."`` and a plain ``forward(params, x)`` (no ``taps``) and ``backward`` of
+    its own, written from scratch (graded with its forward pass, which must compute the built-in
+    output; see the module's docstring).
 
     The grading runs in a subprocess (``python -c``, JAX on the CPU unless ``JAX_PLATFORMS`` is
     set) that is killed after ``timeout`` seconds, so a submission that loops forever or crashes

@@ -33,7 +33,9 @@ def run_guide(text, where=GUIDE):
         if kind == "python":
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(body, str(where), "exec"), namespace)
+                # The guide's path relative to the repository: a message naming a line of a block
+                # (docs/nodes.md:3:8) reads the same on every machine.
+                exec(compile(body, where.relative_to(ROOT).as_posix(), "exec"), namespace)
             last_output = out.getvalue()
         elif last_output is not None:
             pairs.append((body, last_output))

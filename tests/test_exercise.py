@@ -1,7 +1,9 @@
 """Exercises and grading (jaxprop/exercise.py, `jaxprop exercise`, `jaxprop grade`): every built-in
 Model gets an exercise that grades 0 untouched and full marks solved; typical wrong submissions
-are scored and diagnosed at the wrong node; a submission that raises, does not import, returns the
-wrong structure, hangs or crashes is graded with a clear message, never a traceback."""
+are scored and diagnosed at the wrong node; a submission written from scratch (a plain forward pass
+with no taps, and its backward pass) is graded with its own forward pass, which must compute the
+built-in output; a submission that raises, does not import, returns the wrong structure, hangs or
+crashes is graded with a clear message, never a traceback."""
 
 from __future__ import annotations
 
@@ -176,6 +178,98 @@ def test_a_missing_node_is_named(tmp_path):
     report = grade_in_process(_write(tmp_path, _fill("tanh-softmax", fills)))
     assert report.score == 2 and report.first_failing == "a1"
     assert "missing" in report.nodes[1].feedback
+
+
+# A submission written from scratch: a plain forward pass (no taps, no jaxprop) and its backward.
+PLAIN = """import jax
+import jax.numpy as jnp
+
+MODEL = "tanh-softmax"
+
+
+def forward(params, x):
+    z1 = x @ params["W1"] + params["b1"][None, :]
+    a1 = jnp.tanh(z1)
+    z2 = a1 @ params["W2"] + params["b2"][None, :]
+    return z2, {"z1": z1, "a1": a1, "z2": z2}
+
+
+def backward(params, x, saved, Y):
+    dz2 = (jax.nn.softmax(saved["z2"], axis=1) - Y) / Y.shape[0]
+    da1 = dz2 @ params["W2"].T
+    dz1 = da1 * (1 - saved["a1"] ** 2)
+    grads = {"W1": x.T @ dz1, "b1": dz1.sum(axis=0), "W2": saved["a1"].T @ dz2,
+             "b2": dz2.sum(axis=0)}
+    return grads, {"z1": dz1, "a1": da1, "z2": dz2}
+"""
+
+# (edits of PLAIN, score, first failing node, {node: (kind, what its feedback says)}).
+FROM_SCRATCH = {
+    "right": ({}, 3, None, {}),
+    "tanh′ skipped": (
+        {'dz1 = da1 * (1 - saved["a1"] ** 2)': "dz1 = da1"}, 2, "z1",
+        {"z1": ("missing-local-derivative", "∂L/∂z1 equals the true adjoint of a1")},
+    ),
+    "sign": (
+        {'(jax.nn.softmax(saved["z2"], axis=1) - Y)': '(Y - jax.nn.softmax(saved["z2"], axis=1))'},
+        0, "z2", {"z2": ("sign", "opposite sign"), "a1": ("inherits", "inherits the error of z2"),
+                  "z1": ("inherits", "inherits the error of z2")},
+    ),
+    "adjoint missing": (
+        {'{"z1": dz1, "a1": da1, "z2": dz2}': '{"z1": dz1, "z2": dz2}'}, 2, None,
+        {"a1": ("not-checked", "∂L/∂a1 is missing from the hand adjoints")},
+    ),
+    "another value saved": (
+        {'    z1 = x @ params["W1"] + params["b1"][None, :]\n':
+         '    p = x @ params["W1"]\n    z1 = p + params["b1"][None, :]\n',
+         '{"z1": z1, "a1"': '{"z1": p, "a1"'}, 2, None,
+        {"z1": ("not-checked", "the value forward saves under 'z1' is not tanh-softmax's z1 (a "
+                "relative difference of")},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FROM_SCRATCH, ids=list(FROM_SCRATCH))
+def test_a_submission_written_from_scratch_is_graded_with_its_own_forward_pass(case, tmp_path):
+    edits, score, first, said = FROM_SCRATCH[case]
+    text = PLAIN
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    # Eagerly for most cases, under jit (as in the grading subprocess) for one.
+    report = grade_in_process(_write(tmp_path, text), jit=case == "sign")
+    assert report.status == "graded" and report.error is None, str(report)
+    assert (report.score, report.max_score, report.first_failing) == (score, 3, first), str(report)
+    assert [n.name for n in report.nodes] == ["z2", "a1", "z1"]
+    assert report.ok is (case == "right") and report.notes == ()
+    by_name = {n.name: n for n in report.nodes}
+    for node, (kind, feedback) in said.items():
+        assert by_name[node].kind == kind and feedback in by_name[node].feedback, str(report)
+    assert all(n.ok for n in report.nodes if n.name not in said and n.name != first)
+    assert report.grads["ok"] is (case in ("right", "adjoint missing", "another value saved"))
+
+
+def test_a_submission_whose_forward_pass_differs_is_told_so(tmp_path):
+    text = PLAIN.replace("a1 = jnp.tanh(z1)", "a1 = jax.nn.sigmoid(z1)")
+    report = grade_in_process(_write(tmp_path, text))
+    assert (report.status, report.score, report.max_score) == ("error", 0, 3)
+    assert re.match(
+        r"the forward pass differs from tanh-softmax's: its output has a relative difference of "
+        r"\S+ \(worst at \[\d+, \d+\]: yours \S+, built-in \S+\); it must compute tanh-softmax's "
+        r"output \(to 1e-12 relative, in float64\)", report.error
+    ), report.error  # fmt: skip
+    assert {n.feedback for n in report.nodes} == {"not checked: the forward pass differs"}
+    shape = grade_in_process(
+        _write(tmp_path, PLAIN.replace("return z2, {", "return z1, {"), "s.py")
+    )
+    assert "its output has a shape (7, 500), not (7, 2)" in shape.error
+    raises = grade_in_process(
+        _write(tmp_path, PLAIN.replace("a1 = jnp.tanh(z1)", "a1 = jnp.tanh(z0)"), "r.py")
+    )
+    assert raises.status == "error" and raises.score == 0
+    assert re.match(
+        r"forward raised NameError: name 'z0' is not defined \(line \d+: a1 = ", raises.error
+    )
 
 
 @pytest.mark.parametrize(
