@@ -205,7 +205,7 @@ class GradReport(Report):
         return self.replay(path, tuple(int(i) for i in index))
 
     def _header(self) -> dict:
-        head = {
+        head: dict[str, Any] = {
             "name": self.name,
             "source": self.source,
             "ok": self.ok,

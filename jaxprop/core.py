@@ -850,7 +850,9 @@ def partition(params: PyTree) -> tuple[PyTree, Partition | None]:
     skipped = tuple(
         (leaf_path(p), type(leaf).__name__) for p, leaf in flat if not is_array_leaf(leaf)
     )
-    arrays = treedef.unflatten([leaf if is_array_leaf(leaf) else None for _, leaf in flat])
+    arrays = jax.tree_util.tree_unflatten(
+        treedef, [leaf if is_array_leaf(leaf) else None for _, leaf in flat]
+    )
     return arrays, Partition(treedef, static, skipped)
 
 

@@ -326,13 +326,7 @@ MUTANTS = _mutants()
 # model's settings, does not use (a helper shared with another model), keyed by (model name, the
 # statement's source text), with the reason. Each must change nothing; every other float-valued
 # statement must change something.
-NO_EFFECT: dict[tuple[str, str], str] = {
-    (
-        "neuron-delta-per-layer",
-        "ins = [None] + [saved[f'in{l}'] for l in range(1, depth + 1)]",
-    ): "the saved in^l; the per-layer pass takes f′ through Activation.vjp(in, out, g), and the "
-    "sigmoid's vjp reads only out (σ′ = out (1 − out)); the per-neuron pass uses in^l",
-}
+NO_EFFECT: dict[tuple[str, str], str] = {}
 
 
 def test_every_registered_model_has_mutants():
