@@ -6,10 +6,15 @@ pass, 1 when any fails, 2 for bad options. ``--nodes`` adds, under each model's 
 table (hand adjoint of every named node against ``jax.grad``, in backward order), and the JSON
 carries it under ``"nodes"`` per model.
 
-``jaxprop train NAME`` trains one of the experiments of :mod:`jaxprop.experiments` with the
-hand-derived gradient, ``jax.grad``, or both from the same start, and writes ``metrics.json`` and
-the plots to ``--out``; exit status 0, 1 when training diverged (a NaN or infinite loss; the
-outputs are still written, with ``null`` for the non-finite numbers), or 2 for bad options.
+``--model`` also takes a user's own model by reference, ``path/to/file.py:factory`` or
+``package.module:factory`` (:mod:`jaxprop.load`), mixed freely with built-in names.
+
+``jaxprop train NAME`` trains one of the experiments of :mod:`jaxprop.experiments` (or a user's
+model or experiment by reference, as for ``verify --model``) with the hand-derived gradient,
+``jax.grad``, or both from the same start, and writes ``metrics.json`` and the plots to ``--out``;
+exit status 0, 1 when training diverged (a NaN or infinite loss; the outputs are still written,
+with ``null`` for the non-finite numbers), or 2 for bad options (checked before anything is
+written: a run that fails on its options leaves no directory behind).
 
 ``jaxprop errata`` shows each slip of the source documents failing at its node: for every formula
 recorded in docs/errata.md it runs the as-printed backward variant and the corrected one of
@@ -29,10 +34,15 @@ included), 2 for bad options.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import math
 import os
+import pathlib
+import shlex
 import sys
+import textwrap
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -41,13 +51,13 @@ __all__ = ["main"]
 def _verify(args: argparse.Namespace) -> int:
     from jaxprop.check import format_table
     from jaxprop.model import Model
-    from jaxprop.models import get_model, model_names
+    from jaxprop.models import model_names
     from jaxprop.nodes import format_node_table
     from jaxprop.verify import verify_entry
 
     names = list(dict.fromkeys(args.model)) if args.model else model_names()
     try:
-        models = [get_model(n) for n in names]
+        models = [m for n in names for m in _verify_entries(n)]
     except ValueError as e:
         return _usage_error(str(e))
     unsampled = [m.name for m in models if isinstance(m, Model) and None in (m.init, m.sample)]
@@ -109,11 +119,121 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _train(args: argparse.Namespace) -> int:
-    from jaxprop.experiments import get_experiment, run_experiment
+_OWN_MODEL = "for a model of your own, give path/to/file.py:factory or package.module:factory"
 
-    exp = get_experiment(args.name)
-    out = args.out if args.out is not None else os.path.join("runs", args.name)
+
+def _verify_entries(name: str) -> list:
+    """What ``verify --model name`` checks: the built-in entry, or the Models and Examples a
+    reference loads (an Experiment's model)."""
+    from jaxprop.experiments import Experiment
+    from jaxprop.load import is_reference, load_entries
+    from jaxprop.models import REGISTRY, get_model
+
+    if is_reference(name):
+        return [e.model() if isinstance(e, Experiment) else e for e in load_entries(name)]
+    try:
+        return [get_model(name)]
+    except ValueError as e:
+        if name in REGISTRY:
+            raise
+        raise ValueError(f"{e}; {_OWN_MODEL}") from None
+
+
+def _experiment_name(text: str) -> str:
+    """``train``'s NAME: a built-in experiment, or a reference (loaded when the command runs)."""
+    from jaxprop.experiments import get_experiment
+    from jaxprop.load import is_reference
+
+    if not is_reference(text):
+        try:
+            get_experiment(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{e}; {_OWN_MODEL}") from None
+    return text
+
+
+def _training_experiment(name: str):
+    """The experiment ``train NAME`` runs. Raises ValueError for a reference training cannot use."""
+    from jaxprop.experiments import get_experiment
+    from jaxprop.load import is_reference, load_entries, training_experiment
+
+    if not is_reference(name):
+        return get_experiment(name)
+    entries = load_entries(name)
+    if len(entries) != 1:
+        raise ValueError(
+            f"{name} gives {len(entries)} models ({', '.join(e.name for e in entries)}); "
+            "jaxprop train trains one: name a factory that returns one of them"
+        )
+    return training_experiment(entries[0])
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command line that was run, to be run again (under ``python -m jaxprop`` or not)."""
+    prog = "jaxprop"
+    if sys.argv and pathlib.Path(sys.argv[0]).parts[-2:] == ("jaxprop", "__main__.py"):
+        prog = f"{shlex.quote(sys.executable)} -m jaxprop"
+    return f"{prog} {shlex.join(argv)}"
+
+
+def _devices_error(devices: int, argv: Sequence[str]) -> str | None:
+    """Why ``--devices`` cannot be honoured, with the command that gives that many CPU devices."""
+    import jax
+
+    available = jax.devices()
+    if devices <= len(available):
+        return None
+    flag = "--xla_force_host_platform_device_count"
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
+    env = "XLA_FLAGS=" + shlex.quote(" ".join([*flags, f"{flag}={devices}"]))
+    if jax.default_backend() != "cpu":
+        env = "JAX_PLATFORMS=cpu " + env  # only the CPU is split into that many devices
+    return (
+        f"devices={devices}: expected between 1 and {len(available)} (the devices available: "
+        f"{available}); to train on {devices} CPU devices, set XLA_FLAGS before JAX starts: "
+        f"{env} {_command(argv)}"
+    )
+
+
+def _missing_dirs(path: str) -> list[pathlib.Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    p, missing = pathlib.Path(path).absolute(), []
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        exp = _training_experiment(args.name)
+    except ValueError as e:
+        return _usage_error(str(e))
+    if args.devices is not None:
+        problem = _devices_error(args.devices, args.argv)
+        if problem is not None:
+            return _usage_error(problem)
+    default_out = os.path.join("runs", exp.name.replace("/", "_").replace(os.sep, "_"))
+    out = args.out if args.out is not None else default_out
+    created, wrote = _missing_dirs(out), False
+    try:
+        status = _run_training(args, exp, out)
+        wrote = status != 2
+    finally:
+        if not wrote:
+            # A run that failed on its options (or was interrupted) leaves no empty directory:
+            # those this run created, and only while empty (rmdir refuses any other).
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+    return status
+
+
+def _run_training(args: argparse.Namespace, exp, out: str) -> int:
+    from jaxprop.experiments import run_experiment
+
     try:
         metrics = run_experiment(
             exp,
@@ -260,8 +380,37 @@ def _directory(text: str) -> str:
     return text
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default (``(default: float64)``) unless its text says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # Never inside a name: "two-layer-sigmoid", not "two-" and "layer-sigmoid".
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+            break_on_hyphens=False,
+        )  # fmt: skip
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (and exit status 2), not usage plus error."""
+    """An argument parser whose errors are one line (and exit status 2), not usage plus error,
+    and whose help shows the defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -280,9 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check each registered model's hand-derived gradient against jax.grad and "
         "central finite differences at random parameters and data.",
     )
+    from jaxprop.exercise import exercise_models
+    from jaxprop.models import model_names
+
     verify.add_argument(
-        "--model", action="append", metavar="NAME", help="a model to check (repeatable; "
-        "default: all registered)"
+        "--model", action="append", metavar="MODEL",
+        help="a built-in model (" + ", ".join(model_names()) + ") or your own: "
+        "path/to/file.py:factory or package.module:factory, naming a Model, an Example, or a "
+        "function of no arguments returning one or several (repeatable, names and files mixed; "
+        "default: every built-in model)",
     )  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.add_argument(
@@ -295,27 +450,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--jit", action=argparse.BooleanOptionalAction, default=True, help="run under jax.jit"
     )
     verify.add_argument(
-        "--dtype", choices=["float64", "float32", "bfloat16", "float16"], default="float64"
-    )
+        "--dtype", choices=["float64", "float32", "bfloat16", "float16"], default="float64",
+        help="the precision of parameters, data and gradients",
+    )  # fmt: skip
     verify.add_argument("--seed", type=_nonnegative_int, default=0,
                         help="seed of parameters and data (>= 0)")  # fmt: skip
     verify.add_argument("--batch", type=_positive_int, default=16, help="batch size of the data")
     verify.set_defaults(run=_verify)
 
-    from jaxprop.experiments import OPTIMIZERS, experiment_names
+    from jaxprop.experiments import EXPERIMENTS, OPTIMIZERS, Experiment, experiment_names
+    from jaxprop.load import training_experiment
+
+    # What a user's Model is trained with: the Experiment defaults, on training_experiment's data.
+    own = {f.name: f.default for f in dataclasses.fields(Experiment)}
+    n_own = inspect.signature(training_experiment).parameters["n_train"].default
 
     train = sub.add_parser(
         "train",
         help="train an experiment with hand-derived and/or automatic gradients",
-        description="Train one of the built-in experiments through optax, with the hand-derived "
-        "gradient (manual), jax.grad (auto), or both from the same initial parameters; write "
-        "metrics.json and PNG plots to --out.",
-    )
-    train.add_argument("name", choices=experiment_names(), metavar="NAME",
-                       help="the experiment: " + ", ".join(experiment_names()))  # fmt: skip
-    train.add_argument("--grad", choices=["manual", "auto", "bridge", "both"], default="both")
+        description="Train one of the built-in experiments, or a model of your own, through "
+        "optax, with the hand-derived gradient (manual), jax.grad (auto), or both from the same "
+        "initial parameters; write metrics.json and PNG plots to --out.",
+        epilog="The experiments' defaults: " + "; ".join(
+            f"{e.name}: {e.optimizer}, lr {e.lr:g}, {e.steps} steps, "
+            + ("full batch" if e.batch_size is None else f"batch {e.batch_size}")
+            for e in EXPERIMENTS.values()
+        ) + f"; a model of your own: {own['optimizer']}, lr {own['lr']:g}, {own['steps']} "
+        "steps, full batch.",
+    )  # fmt: skip
+    train.add_argument("name", type=_experiment_name, metavar="NAME",
+                       help="the experiment (" + ", ".join(experiment_names()) + ") or your own "
+                       "model or experiment: path/to/file.py:factory or package.module:factory, "
+                       f"naming a Model with init and sample (trained as a regression on {n_own} "
+                       "examples its sample draws) or a jaxprop.experiments.Experiment"
+                       )  # fmt: skip
+    train.add_argument("--grad", choices=["manual", "auto", "bridge", "both"], default="both",
+                       help="the gradient: manual (the hand-derived backward pass), auto "
+                       "(jax.grad), bridge (jax.grad through the hand rule), both (manual and "
+                       "auto from the same start)")  # fmt: skip
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                       help="default: the experiment's")  # fmt: skip
+                       help="the optimizer (default: the experiment's)")  # fmt: skip
     train.add_argument("--lr", type=_positive_float, default=None,
                        help="learning rate (default: the experiment's)")  # fmt: skip
     train.add_argument("--steps", type=_positive_int, default=None,
@@ -326,9 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_nonnegative_int, default=0,
                        help="seed of the initial parameters and the batch order, "
                        "0 to 2**32 - 1")  # fmt: skip
-    train.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    train.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                       help="the precision of parameters and data")  # fmt: skip
     train.add_argument("--devices", type=_positive_int, default=None,
-                       help="train data-parallel over this many devices")  # fmt: skip
+                       help="train data-parallel over this many devices (default: the "
+                       "default device alone; on a CPU, XLA_FLAGS="
+                       "--xla_force_host_platform_device_count=N makes N)")  # fmt: skip
     train.add_argument("--out", metavar="DIR", type=_directory, default=None,
                        help="output directory (default: runs/NAME)")  # fmt: skip
     train.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
@@ -375,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pass with one TODO per node, each citing the document's equation; grade it with "
         "jaxprop grade.",
     )
-    exercise.add_argument("name", metavar="NAME", help="a built-in Model (see jaxprop verify)")
+    exercise.add_argument("name", metavar="NAME",
+                          help="a built-in Model: " + ", ".join(exercise_models()))  # fmt: skip
     exercise.add_argument("--out", metavar="FILE", default=None,
                           help="the file to write (default: print it)")  # fmt: skip
     exercise.add_argument("--force", action="store_true", help="overwrite an existing --out file")
@@ -397,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=_positive_float, default=60.0,
                        help="time limit in seconds (default 60)")  # fmt: skip
     grade.add_argument("--model", metavar="NAME", default=None,
-                       help="the assignment's model: the file's MODEL must name it")  # fmt: skip
+                       help="the assignment's model (" + ", ".join(exercise_models()) + "): "
+                       "the file's MODEL must name it (default: the file's MODEL)")  # fmt: skip
     grade.set_defaults(run=_grade)
     return parser
 
@@ -443,7 +622,9 @@ def _errata(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (141, as a shell reports SIGPIPE, when the
     reader of the output goes away: ``jaxprop verify --json | head``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line, for advice that repeats it
     try:
         status = args.run(args)
         sys.stdout.flush()

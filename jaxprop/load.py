@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import os
 import pathlib
 import sys
 import traceback
@@ -52,9 +54,24 @@ def _split(reference: str) -> tuple[str, str | None]:
     return where, attr
 
 
+_PACKAGE = str(pathlib.Path(__file__).resolve().parent)
+
+
+def _is_user_frame(filename: str) -> bool:
+    """Not jaxprop's own code nor the import machinery (a user's path may well contain the word
+    jaxprop, e.g. ~/jaxprop-experiments/net.py)."""
+    if filename.startswith("<frozen "):
+        return False
+    try:
+        path = str(pathlib.Path(filename).resolve())
+    except (OSError, RuntimeError):
+        return True
+    return not path.startswith(_PACKAGE + os.sep)
+
+
 def _user_error(what: str, e: BaseException) -> ValueError:
     """A user's exception as one clear line: its type, message and the line of their code."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if "jaxprop" not in f.filename]
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if _is_user_frame(f.filename)]
     at = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
     return ValueError(f"{what} raised {type(e).__name__}: {e}{at}")
 
@@ -72,7 +89,9 @@ def _import(where: str) -> types.ModuleType:
         assert spec is not None and spec.loader is not None  # a .py file always has one
         module = importlib.util.module_from_spec(spec)
         # Its own imports of files beside it work as they do when it is run as a script.
-        sys.path.insert(0, str(path.resolve().parent))
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
@@ -105,7 +124,7 @@ def _entries_of(value: Any, where: str) -> list[Any]:
             return list(value)
     got = type(value).__name__
     raise ValueError(
-        f"{where} gives a {got}; expected a jaxprop.Model, a jaxprop.Example, a "
+        f"{where} gives {_a(got)}; expected a jaxprop.Model, a jaxprop.Example, a "
         "jaxprop.experiments.Experiment, a list of them, or a function of no arguments "
         "returning one"
     )
@@ -131,9 +150,7 @@ def load_entries(reference: str) -> list[Any]:
     module = _import(where)
     attr = attr or "models"
     if not hasattr(module, attr):
-        public = sorted(
-            n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
-        )
+        public = sorted(n for n, v in vars(module).items() if not n.startswith("_") and callable(v))
         raise ValueError(
             f"{where!r} has no {attr!r}; its functions and classes are {public}; name one after "
             f"the colon, e.g. {where}:{public[0] if public else 'make_model'}"
@@ -142,14 +159,17 @@ def load_entries(reference: str) -> list[Any]:
     label = f"{where}:{attr}"
     if callable(value) and not _is_entry(value):
         try:
-            value = value()
+            inspect.signature(value).bind()
         except TypeError as e:
-            if "argument" in str(e):
-                raise ValueError(
-                    f"{label} must be callable with no arguments ({e}); wrap it, e.g. "
-                    f"def make(): return {attr}(...)"
-                ) from None
-            raise _user_error(f"{label}()", e) from None
+            # Asked of the signature, not guessed from a TypeError raised inside the factory.
+            raise ValueError(
+                f"{label} must be callable with no arguments ({e}); wrap it, e.g. "
+                f"def make(): return {attr}(...)"
+            ) from None
+        except ValueError:
+            pass  # no signature to read (a builtin): call it and see
+        try:
+            value = value()
         except Exception as e:
             raise _user_error(f"{label}()", e) from None
     return _entries_of(value, label)
@@ -181,7 +201,7 @@ def training_experiment(entry: Any, n_train: int = 512, n_test: int = 256) -> An
         return entry
     if not isinstance(entry, Model):
         raise ValueError(
-            f"{entry.name!r} is a {type(entry).__name__}, not a network: jaxprop train needs a "
+            f"{entry.name!r} is {_a(type(entry).__name__)}, not a network: jaxprop train needs a "
             "jaxprop.Model with init and sample, or a jaxprop.experiments.Experiment"
         )
     missing = [a for a in ("init", "sample") if getattr(entry, a) is None]
@@ -219,3 +239,8 @@ def training_experiment(entry: Any, n_train: int = 512, n_test: int = 256) -> An
 def _init(model: Any) -> Any:
     assert model.init is not None  # training_experiment checked it
     return model.init
+
+
+def _a(noun: str) -> str:
+    """``a Model``, ``an Example``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxprop._names import did_you_mean
 from jaxprop.experiments import data as datasets
 from jaxprop.experiments.data import Dataset
 from jaxprop.model import Model
@@ -233,5 +234,6 @@ def get_experiment(name: str) -> Experiment:
         return EXPERIMENTS[name]
     except KeyError:
         raise ValueError(
-            f"unknown experiment {name!r}; expected one of {experiment_names()}"
+            f"unknown experiment {name!r}{did_you_mean(name, EXPERIMENTS)}; expected one of "
+            f"{experiment_names()}"
         ) from None

@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jaxprop._names import did_you_mean
 from jaxprop.example import Example
 from jaxprop.model import Model
 from jaxprop.models import seed000, seed001, seed002, seed002_calculus, seed002_lecture, seed003
@@ -67,7 +68,9 @@ def get_model(name: str, **config: Any) -> Model | Example:
     try:
         entry = REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; expected one of {model_names()}") from None
+        raise ValueError(
+            f"unknown model {name!r}{did_you_mean(name, REGISTRY)}; expected one of {model_names()}"
+        ) from None
     if not config:
         return entry
     if name not in FACTORIES:

@@ -418,11 +418,13 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
         two = check_jacobian(matrix_of_vector, dA_dx_flatten, x, C, D, label="approach 2", **kw)
         j1 = np.asarray(dA_dx_collate(x, C, D))
         j2 = np.asarray(dA_dx_flatten(x, C, D))
-    # A malformed hand Jacobian (another shape) is a FAIL row here too, not a crash.
-    same, problem = judge(
-        j1, j2, what="approach 1", missing="approach 1 is missing", reference="approach 2",
-        rtol=default_tolerances(dtype)[0], dtype=dtype,
-    )  # fmt: skip
+        # A malformed hand Jacobian (another shape) is a FAIL row here too, not a crash. Judged in
+        # the check's precision: outside it, with 64-bit mode off (the command line), a float64
+        # array's dtype reads as float32.
+        same, problem = judge(
+            j1, j2, what="approach 1", missing="approach 1 is missing", reference="approach 2",
+            rtol=default_tolerances(dtype)[0], dtype=dtype,
+        )  # fmt: skip
     both = LeafReport(path="approach 1 = approach 2", shape=j2.shape, dtype=str(j2.dtype),
                       vs_auto=same, problem=problem)  # fmt: skip
     return GradReport(leaves=(*one.leaves, *two.leaves, both), dtype=one.dtype, loss=one.loss)
