@@ -301,8 +301,9 @@ class Model:
             if taps is not None:
                 raise TypeError(
                     f"Model {self.name!r}: forward takes no taps argument, which the node check "
-                    "needs: write it as forward(params, x, taps=None) and pass each node "
-                    "through jaxprop.tap(taps, name, value) where it is computed (docs/nodes.md)"
+                    "needs: leave out Model(nodes=...) to check it as a plain pair (the nodes "
+                    "found in the traced program), or write it as forward(params, x, taps=None) "
+                    "and pass each node through jaxprop.tap(taps, name, value) (docs/nodes.md)"
                 )
             result = self.forward(params, x)
         else:

@@ -191,7 +191,15 @@ class Program:
         """The nodes in the order the program computes them (forward order)."""
         self.check(names)
         defined = self._definitions()
-        return tuple(sorted(names, key=lambda n: defined[self.saved[n]]))
+
+        def computed(n):
+            i, k = defined[self.saved[n]]
+            # In a scan, the stacked per-iteration values come before the final carry, which
+            # depends on every iteration.
+            carry = k is not None and _scan_body_var(self.jaxpr.eqns[i], k) is None
+            return (i, carry, -1 if k is None else k)
+
+        return tuple(sorted(names, key=computed))
 
     def evaluate(self, params: Any, x: Any, taps: dict[str, Any]) -> tuple[Any, Any]:
         """``(out, saved)`` of the program with ``taps[name]`` added where each node's variable

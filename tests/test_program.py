@@ -131,8 +131,8 @@ def test_a_value_saved_in_a_scan_is_one_node_checked_per_iteration():
         out, zs = jax.lax.scan(layer, x, params["Ws"])
         return out, {"zs": zs, "out": out}
 
-    def bwd(params, x, saved, Y, skip=False):
-        d = (saved["out"] - Y) / Y.shape[0]
+    def bwd(params, x, saved, Y, skip=False, flip=False):
+        d = (saved["out"] - Y) / Y.shape[0] * (-1.0 if flip else 1.0)
         dzs, dWs = [], []
         for i in reversed(range(params["Ws"].shape[0])):
             dz = d * (1 - jnp.tanh(saved["zs"][i]) ** 2)
@@ -142,16 +142,19 @@ def test_a_value_saved_in_a_scan_is_one_node_checked_per_iteration():
             dWs.append(h.T @ dz)
             dzs.append(dz)
             d = dz @ params["Ws"][i].T
-        return {"Ws": jnp.stack(dWs[::-1])}, {"zs": jnp.stack(dzs[::-1]), "out": (
-            saved["out"] - Y) / Y.shape[0]}  # fmt: skip
+        d_out = (saved["out"] - Y) / Y.shape[0] * (-1.0 if flip else 1.0)
+        return {"Ws": jnp.stack(dWs[::-1])}, {"zs": jnp.stack(dzs[::-1]), "out": d_out}
 
     params = {"Ws": 0.5 * jax.random.normal(jax.random.key(1), (3, 4, 4))}
     x, Y = jax.random.normal(jax.random.key(2), (5, 4)), jnp.zeros((5, 4))
     report = check_nodes(_model(fwd, bwd), params, x, Y)
     assert report.ok, str(report)
-    assert sorted(n.name for n in report.nodes) == ["out", "zs"] and report["zs"].shape == (3, 5, 4)
+    # Backward order: the final carry (computed after every iteration) first.
+    assert [n.name for n in report.nodes] == ["out", "zs"] and report["zs"].shape == (3, 5, 4)
     wrong = check_nodes(_model(fwd, lambda *a: bwd(*a, skip=True)), params, x, Y)
     assert wrong.first_failing == "zs"
+    flipped = check_nodes(_model(fwd, lambda *a: bwd(*a, flip=True)), params, x, Y)
+    assert flipped.first_failing == "out" and flipped.diagnosis.kind == "sign"
 
 
 @pytest.mark.parametrize(
