@@ -303,26 +303,35 @@ def check_nodes(
         whole = (lambda a: a) if part is None else part.combine
         finite_leaves_check(arrays)
         maybe_jit = jax.jit if jit else (lambda f: f)
-        hand = maybe_jit(lambda a, x, Y: model.backward_from(whole(a), x, Y)[1])(arrays, x, Y)
-        saved = maybe_jit(lambda a, x: model.run_forward(whole(a), x)[1])(arrays, x)
+
+        def hand_adjoints():
+            return maybe_jit(lambda a, x, Y: model.backward_from(whole(a), x, Y)[1])(arrays, x, Y)
+
         program = None
-        if not nodes:
+        if nodes:
+            # The taps first: a forward pass that breaks the convention is named before the
+            # backward pass runs on what it saved.
+            true = maybe_jit(lambda a, x, Y: true_adjoints(model, whole(a), x, Y))(arrays, x, Y)
+            hand = hand_adjoints()
+        else:
+            hand = hand_adjoints()
             # No convention: the nodes are the saved values backward returns adjoints of, in
             # the order the traced program computes them.
-            hand, saved = paths(hand), paths(saved)
+            hand = paths(hand)
             program = trace(lambda a, x: model.run_forward(whole(a), x), arrays, x)
             nodes = program.order([n for n in hand if n in program.saved])
             if not nodes:
                 raise ValueError(
                     f"{model.name}: backward returns no adjoint of a saved value (adjoints "
-                    f"{sorted(hand)}, saved {sorted(saved)}); return the adjoint of each saved "
-                    "intermediate under its key, or name the nodes with Model(nodes=...)"
+                    f"{sorted(hand)}, saved {sorted(program.saved)}); return the adjoint of each "
+                    "saved intermediate under its key, or name the nodes with Model(nodes=...)"
                 )
             true = maybe_jit(lambda a, x, Y: _program_adjoints(model, program, a, x, Y, nodes))(
                 arrays, x, Y
             )
-        else:
-            true = maybe_jit(lambda a, x, Y: true_adjoints(model, whole(a), x, Y))(arrays, x, Y)
+        saved = maybe_jit(lambda a, x: model.run_forward(whole(a), x)[1])(arrays, x)
+        if program is not None:
+            saved = paths(saved)
         true = {k: np.asarray(v) for k, v in true.items()}
         peak = peak_of(true.values())
         results = []
