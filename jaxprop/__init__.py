@@ -25,7 +25,7 @@ from jaxprop.model import Entry, Model, random_point, tap
 from jaxprop.models import REGISTRY, get_model, model_names, register
 from jaxprop.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
 from jaxprop.rules import RuleRecord, RuleReport, check_rule
-from jaxprop.training import TrainResult, data_mesh, train
+from jaxprop.training import SweepResult, TrainResult, data_mesh, train, train_sweep
 from jaxprop.verify import verify_entry, verify_model
 
 __version__ = "0.1.0"
@@ -51,6 +51,7 @@ __all__ = [
     "Report",
     "RuleRecord",
     "RuleReport",
+    "SweepResult",
     "TrainResult",
     "__version__",
     "check_grads",
@@ -71,6 +72,7 @@ __all__ = [
     "register",
     "tap",
     "train",
+    "train_sweep",
     "true_adjoints",
     "verify_entry",
     "verify_model",
