@@ -610,8 +610,9 @@ def train_sweep(
         )
     rates: tuple[float | None, ...] = (None,) * runs
     if learning_rates is not None:
-        rates = tuple(float(r) for r in learning_rates)
-        if len(rates) != runs or not all(r > 0 and math.isfinite(r) for r in rates):
+        given = tuple(float(r) for r in learning_rates)
+        rates = given
+        if len(given) != runs or not all(r > 0 and math.isfinite(r) for r in given):
             raise ValueError(
                 f"learning_rates must be {runs} positive numbers (one per run), got "
                 f"{list(learning_rates)}"
