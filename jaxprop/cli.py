@@ -231,15 +231,58 @@ def _train(args: argparse.Namespace) -> int:
     return status
 
 
+def _run_sweep(args: argparse.Namespace, exp, out: str) -> int:
+    from jaxprop.experiments.sweep import run_sweep
+
+    if args.devices is not None:
+        return _usage_error("--devices with --seeds or several --lr: a sweep runs on one device")
+    try:
+        metrics = run_sweep(
+            exp, seeds=args.seeds or 1, lrs=args.lr, grad=args.grad, optimizer=args.optimizer,
+            steps=args.steps, batch_size="default" if args.batch_size is None else args.batch_size,
+            seed=args.seed, dtype=args.dtype, out=out, plots=args.plots,
+        )  # fmt: skip
+    except ValueError as e:
+        return _usage_error(str(e))
+    print(
+        f"{metrics['experiment']}: {metrics['model']}, {metrics['optimizer']}, "
+        f"{len(metrics['seeds'])} seeds x lr {', '.join(f'{r:g}' for r in metrics['lrs'])}, "
+        f"{metrics['steps']} steps of batch {metrics['batch_size']}, {metrics['dtype']} "
+        f"({metrics['wall_time_s']:.2f} s)"
+    )
+    for source, by_lr in metrics["summary"].items():
+        for lr, figures in by_lr.items():
+            line = f"  {source:6s} lr={lr:8s}"
+            for key in ("final_loss", "test_loss", "test_accuracy"):
+                if key in figures:
+                    f = figures[key]
+                    line += f"  {key.replace('_', ' ')} {f['mean']:.4g} ± {f['std']:.2g}"
+            print(line)
+    if "drift" in metrics:
+        worst = max(max(v for v in d["max"] if isinstance(v, float))
+                    for d in metrics["drift"]["leaves"].values())  # fmt: skip
+        print(f"  manual vs auto: parameters drift apart by at most {worst:.3g} (relative)")
+    print(f"wrote {out}")
+    diverged = [f"{s} seed {d['seed']} lr {d['lr']:g} from step {d['step']}"
+                for s, runs in metrics["diverged"].items() for d in runs]  # fmt: skip
+    if diverged:
+        print(f"jaxprop: error: {len(diverged)} runs diverged (NaN or infinite loss): "
+              f"{'; '.join(diverged)}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 def _run_training(args: argparse.Namespace, exp, out: str) -> int:
     from jaxprop.experiments import run_experiment
 
+    if args.seeds is not None or (args.lr is not None and len(args.lr) > 1):
+        return _run_sweep(args, exp, out)
     try:
         metrics = run_experiment(
             exp,
             grad=args.grad,
             optimizer=args.optimizer,
-            lr=args.lr,
+            lr=None if args.lr is None else args.lr[0],
             steps=args.steps,
             batch_size="default" if args.batch_size is None else args.batch_size,
             seed=args.seed,
@@ -372,6 +415,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _rates(text: str) -> list[float]:
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"must be a positive number or a list a,b,c, got {text}")
+    return [_positive_float(p.strip()) for p in parts]
+
+
 def _directory(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("must be a directory, got an empty path")
@@ -490,8 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "auto from the same start)")  # fmt: skip
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                        help="the optimizer (default: the experiment's)")  # fmt: skip
-    train.add_argument("--lr", type=_positive_float, default=None,
-                       help="learning rate (default: the experiment's)")  # fmt: skip
+    train.add_argument("--lr", type=_rates, default=None,
+                       help="learning rate (default: the experiment's); a comma-separated list "
+                       "(0.01,0.1) trains a sweep over them")  # fmt: skip
+    train.add_argument("--seeds", type=_positive_int, default=None,
+                       help="train N runs (seeds SEED, SEED+1, ...) in one compiled program, a "
+                       "sweep: metrics per run and per step (mean, std, min, max), band plots, "
+                       "and with --grad both the drift of hand vs auto per leaf")  # fmt: skip
     train.add_argument("--steps", type=_positive_int, default=None,
                        help="optimizer steps (default: the experiment's)")  # fmt: skip
     train.add_argument("--batch-size", type=_positive_int, default=None,

@@ -76,3 +76,27 @@ def test_bad_sweeps_are_clear_errors(setup):
     with pytest.raises(ValueError, match="3 positive numbers"):
         jaxprop.train_sweep(_stack(inits), x, Y, optax.sgd, seeds=SEEDS, model=model, steps=2,
                             learning_rates=[0.1, -1.0, 0.1])  # fmt: skip
+
+
+def test_cli_train_seeds_writes_the_sweep(tmp_path, capsys):
+    import json
+
+    from jaxprop.cli import main
+
+    out = tmp_path / "sweep"
+    status = main(["train", "moons", "--seeds", "3", "--grad", "both", "--steps", "20",
+                   "--lr", "0.01,0.05", "--out", str(out)])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1, 2] and metrics["lrs"] == [0.01, 0.05]
+    assert len(metrics["runs"]["manual"]) == 6 and metrics["diverged"] == {"manual": [], "auto": []}
+    band = metrics["per_step"]["auto"]["0.05"]
+    assert len(band["mean"]) == 20 and all(
+        lo <= hi for lo, hi in zip(band["min"], band["max"], strict=True)
+    )
+    assert metrics["summary"]["manual"]["0.01"]["test_accuracy"]["n"] == 3
+    # Hand and jax.grad train the same runs: their drift stays at round-off.
+    assert set(metrics["drift"]["leaves"]) == {"W1", "b1", "W2", "b2"}
+    assert max(max(d["max"]) for d in metrics["drift"]["leaves"].values()) < 1e-10
+    assert (out / "loss_bands.png").stat().st_size > 0 and (out / "drift.png").stat().st_size > 0
+    assert "3 seeds x lr 0.01, 0.05" in capsys.readouterr().out

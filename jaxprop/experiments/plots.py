@@ -3,6 +3,7 @@ lazily through :func:`jaxprop._io.pyplot`, Agg backend; every PNG is written ato
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -13,7 +14,14 @@ import numpy as np
 from jaxprop._io import pyplot, save_figure
 from jaxprop.core import relative_difference
 
-__all__ = ["plot_decision_boundary", "plot_fit", "plot_loss_curves", "write_plots"]
+__all__ = [
+    "plot_decision_boundary",
+    "plot_drift",
+    "plot_fit",
+    "plot_loss_bands",
+    "plot_loss_curves",
+    "write_plots",
+]
 
 
 def plot_loss_curves(path, curves: dict[str, np.ndarray], title: str) -> None:
@@ -194,3 +202,71 @@ def write_plots(exp, ds, results, out, forward, dt, metrics) -> None:
         preds = {s: np.asarray(forward(r.params, grid)) for s, r in results.items()}
         plot_fit(out / "fit.png", ds.x_train, ds.Y_train, ds.x_test, ds.Y_test, preds,
                  f"{exp.name}: final loss {metrics['final_loss']:.3g}")  # fmt: skip
+
+
+def plot_loss_bands(path, bands: dict[str, np.ndarray], title: str) -> None:
+    """Per group of runs (a gradient source at a learning rate), the median loss over the runs
+    at every step and the band from the smallest to the largest (log scale; a diverged run's
+    non-finite losses are left out of the band at those steps).
+
+    Args:
+      path: the PNG to write.
+      bands: label -> losses of shape (runs, steps).
+      title: the figure title.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, (label, losses) in enumerate(bands.items()):
+        losses = np.asarray(losses, np.float64)
+        finite = np.where(np.isfinite(losses) & (losses > 0), losses, np.nan)
+        steps = np.arange(losses.shape[1])
+        with np.errstate(all="ignore"), _ignore_nan_warnings():
+            median = np.nanmedian(finite, axis=0)
+            lo, hi = np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
+        color = f"C{i}"
+        ls = "--" if "auto" in label else "-"
+        ax.plot(steps, median, color=color, ls=ls, lw=1.4,
+                label=f"{label}: median of {losses.shape[0]}")  # fmt: skip
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (band: min to max over the runs)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_drift(path, drift: dict, title: str) -> None:
+    """Per parameter leaf, the relative difference between the hand-gradient run and the
+    automatic one over the steps: the median over the runs (line) and the largest (dotted).
+
+    Args:
+      path: the PNG to write.
+      drift: ``{"steps": [...], "leaves": {leaf: {"median": [...], "max": [...]}}}`` (the
+        ``drift`` of a sweep's metrics).
+      title: the figure title.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    floor = np.finfo(np.float64).eps / 2  # an exact 0 (no drift yet) drawn at the round-off
+    for i, (leaf, d) in enumerate(drift["leaves"].items()):
+        med = np.maximum(np.asarray(d["median"], np.float64), floor)
+        top = np.maximum(np.asarray(d["max"], np.float64), floor)
+        ax.plot(drift["steps"], med, color=f"C{i}", lw=1.4, label=f"{leaf} (median)")
+        ax.plot(drift["steps"], top, color=f"C{i}", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("max |hand − auto| / max |auto| per leaf")
+    ax.set_title(title + "  (dotted: the largest over the runs)", fontsize=9)
+    ax.legend(fontsize=8, ncol=2)
+    save_figure(fig, path)
+
+
+@contextlib.contextmanager
+def _ignore_nan_warnings():
+    """A context in which an all-NaN step's RuntimeWarning is silent (its NaN is the answer)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
