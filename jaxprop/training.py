@@ -207,12 +207,45 @@ def _run_callback(callback, step: int, metrics: dict[str, float]) -> None:
         ) from e
 
 
-def _check_gradient_output(value_and_grad, params, xb, Yb) -> None:
+def _run_options(steps, chunk_size, x, Y, callback, test_data, batch_size):
+    """The options of one training run (or of every run of a sweep), checked:
+    ``(steps, chunk_size, x, Y, test_data, batch, full_batch)``, or a ValueError naming the
+    first that is wrong."""
+    steps = _integer("steps", steps, 1)
+    chunk_size = _integer("chunk_size", chunk_size, 1)
+    x, Y = _examples("x", x), _examples("Y", Y)
+    n = x.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(
+            f"x has shape {x.shape} and Y has shape {Y.shape}: expected the same "
+            f"number of rows (examples)"
+        )
+    if n == 0:
+        raise ValueError(f"x has shape {x.shape}: expected at least one example")
+    if callback is not None and not callable(callback):
+        raise ValueError(
+            f"callback must be callable as callback(step, metrics), got {type(callback).__name__}"
+        )
+    if test_data is not None:
+        test_data = _test_examples(test_data, x, Y)
+    if batch_size is not None:
+        batch_size = _integer("batch_size", batch_size, 1)
+        if batch_size > n:
+            raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
+    full_batch = batch_size is None or batch_size == n
+    batch = n if full_batch else batch_size
+    assert batch is not None  # full_batch when batch_size is None
+    return steps, chunk_size, x, Y, test_data, batch, full_batch
+
+
+def _check_gradient_output(value_and_grad, params, batch: int, x, Y) -> None:
     """Traces one step's ``(loss, grads)`` (shapes only, nothing is computed) and raises a
     ValueError unless the loss is a real scalar and the gradient has the structure, shapes and
     dtypes of the parameters, before anything is compiled; otherwise a wrong gradient could fail
     deep inside the optimizer or, with a float32 gradient of float64 parameters, train silently
     in mixed precision."""
+    xb = jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype)
+    Yb = jax.ShapeDtypeStruct((batch, *Y.shape[1:]), Y.dtype)
     out = jax.eval_shape(value_and_grad, params, xb, Yb)
     if not (isinstance(out, tuple | list) and len(out) == 2):
         raise ValueError(
@@ -379,31 +412,10 @@ def train(
             f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), got "
             f"{optimizer!r}"
         )
-    steps = _integer("steps", steps, 1)
-    chunk_size = _integer("chunk_size", chunk_size, 1)
     seed = check_seed(seed)
-    x, Y = _examples("x", x), _examples("Y", Y)
-    n = x.shape[0]
-    if Y.shape[0] != n:
-        raise ValueError(
-            f"x has shape {x.shape} and Y has shape {Y.shape}: expected the same "
-            f"number of rows (examples)"
-        )
-    if n == 0:
-        raise ValueError(f"x has shape {x.shape}: expected at least one example")
-    if callback is not None and not callable(callback):
-        raise ValueError(
-            f"callback must be callable as callback(step, metrics), got {type(callback).__name__}"
-        )
-    if test_data is not None:
-        test_data = _test_examples(test_data, x, Y)
-    if batch_size is not None:
-        batch_size = _integer("batch_size", batch_size, 1)
-        if batch_size > n:
-            raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
-    full_batch = batch_size is None or batch_size == n
-    batch = n if full_batch else batch_size
-    assert batch is not None  # full_batch when batch_size is None
+    steps, chunk_size, x, Y, test_data, batch, full_batch = _run_options(
+        steps, chunk_size, x, Y, callback, test_data, batch_size
+    )
     if mesh is not None and BATCH_AXIS not in mesh.axis_names:
         raise ValueError(
             f"mesh has axes {mesh.axis_names}: expected one named {BATCH_AXIS!r} (see data_mesh)"
@@ -414,12 +426,7 @@ def train(
             f"batch size {batch} is not a multiple of the {n_devices} devices of the mesh"
         )
 
-    _check_gradient_output(
-        value_and_grad,
-        params,
-        jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype),
-        jax.ShapeDtypeStruct((batch, *Y.shape[1:]), Y.dtype),
-    )
+    _check_gradient_output(value_and_grad, params, batch, x, Y)
 
     start = time.perf_counter()
     rows = None
@@ -629,35 +636,10 @@ def train_sweep(
             f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), got "
             f"{optimizer!r}"
         )
-    steps = _integer("steps", steps, 1)
-    chunk_size = _integer("chunk_size", chunk_size, 1)
-    x, Y = _examples("x", x), _examples("Y", Y)
-    n = x.shape[0]
-    if Y.shape[0] != n or n == 0:
-        raise ValueError(
-            f"x has shape {x.shape} and Y has shape {Y.shape}: expected the same number of rows "
-            "(examples), at least one"
-        )
-    if callback is not None and not callable(callback):
-        raise ValueError(
-            f"callback must be callable as callback(step, metrics), got {type(callback).__name__}"
-        )
-    if test_data is not None:
-        test_data = _test_examples(test_data, x, Y)
-    if batch_size is not None:
-        batch_size = _integer("batch_size", batch_size, 1)
-        if batch_size > n:
-            raise ValueError(f"batch_size must be between 1 and N = {n}, got {batch_size}")
-    full_batch = batch_size is None or batch_size == n
-    batch = n if full_batch else batch_size
-    assert batch is not None
-    one = jax.tree.map(lambda a: a[0], params)
-    _check_gradient_output(
-        value_and_grad,
-        one,
-        jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype),
-        jax.ShapeDtypeStruct((batch, *Y.shape[1:]), Y.dtype),
+    steps, chunk_size, x, Y, test_data, batch, full_batch = _run_options(
+        steps, chunk_size, x, Y, callback, test_data, batch_size
     )
+    _check_gradient_output(value_and_grad, jax.tree.map(lambda a: a[0], params), batch, x, Y)
 
     start = time.perf_counter()
     with _optimizer_promotion():

@@ -116,15 +116,7 @@ def run_experiment(
         dt = jnp.dtype(dtype)
         ds = data if data is not None else exp.data()
         n_train = ds.x_train.shape[0]
-        if batch_size is not None and batch_size > n_train:
-            if not default_batch:
-                raise ValueError(
-                    f"batch size {batch_size} is larger than the {n_train} training examples of "
-                    f"{exp.name}"
-                )
-            batch_size = n_train  # the experiment's default on a smaller data set: full batch
-        # "default" is resolved above, and any other string fails the comparison with n_train.
-        assert not isinstance(batch_size, str)
+        batch_size = batch_of(exp, batch_size, default_batch, n_train)
         model = exp.model()
         x, Y = jnp.asarray(ds.x_train, dt), jnp.asarray(ds.Y_train, dt)
         params0 = exp.init_params(model, jax.random.key(seed), dt)
@@ -204,6 +196,21 @@ def run_experiment(
                 write_plots(exp, ds, results, out, forward, dt, metrics)
             atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def batch_of(exp: Experiment, batch_size, default_batch: bool, n_train: int) -> int | None:
+    """The batch size a run takes: ``batch_size`` checked against the ``n_train`` training
+    examples (the experiment's default on a smaller data set becomes the full batch)."""
+    if batch_size is not None and batch_size > n_train:
+        if not default_batch:
+            raise ValueError(
+                f"batch size {batch_size} is larger than the {n_train} training examples of "
+                f"{exp.name}"
+            )
+        batch_size = n_train
+    # "default" is resolved by the caller, and any other string fails the comparison above.
+    assert not isinstance(batch_size, str)
+    return batch_size
 
 
 def library_versions() -> dict[str, str | None]:

@@ -25,7 +25,7 @@ import optax
 from jaxprop._io import atomic_write_json
 from jaxprop.core import json_float, paths
 from jaxprop.experiments.data import Dataset
-from jaxprop.experiments.driver import _output_dir, library_versions
+from jaxprop.experiments.driver import _output_dir, batch_of, library_versions
 from jaxprop.experiments.table import OPTIMIZERS, Experiment, get_experiment
 from jaxprop.training import ALL_GRAD_SOURCES, GRAD_SOURCES, SweepResult, check_seed, train_sweep
 
@@ -157,14 +157,7 @@ def run_sweep(
         dt = jnp.dtype(dtype)
         ds = data if data is not None else exp.data()
         n_train = ds.x_train.shape[0]
-        if batch_size is not None and batch_size > n_train:
-            if not default_batch:
-                raise ValueError(
-                    f"batch size {batch_size} is larger than the {n_train} training examples of "
-                    f"{exp.name}"
-                )
-            batch_size = n_train
-        assert not isinstance(batch_size, str)
+        batch_size = batch_of(exp, batch_size, default_batch, n_train)
         model = exp.model()
         x, Y = jnp.asarray(ds.x_train, dt), jnp.asarray(ds.Y_train, dt)
         test = None
