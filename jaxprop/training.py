@@ -329,11 +329,14 @@ def _examples(name: str, a) -> jax.Array | np.ndarray:
     if a.ndim == 0:
         raise ValueError(f"{name} is a scalar: expected an array with one example per row")
     if jnp.issubdtype(a.dtype, jnp.inexact) and a.size:
-        finite = np.asarray(jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
-        if not finite.all():
+        # Reduced to scalars before reading: a global array of several processes can be read
+        # only where it is replicated.
+        finite = jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
+        bad = int(jnp.sum(~finite))
+        if bad:
             raise ValueError(
-                f"{name} has NaN or infinite entries (in {np.sum(~finite)} of its {a.shape[0]} "
-                f"rows, the first row {int(np.argmin(finite))})"
+                f"{name} has NaN or infinite entries (in {bad} of its {a.shape[0]} "
+                f"rows, the first row {int(jnp.argmin(finite))})"
             )
     return a
 
@@ -674,16 +677,16 @@ def train_sweep(
             params, opt_state, chunk_losses = run_chunks(
                 params, opt_state, x, Y, keys, jnp.asarray(done), length=length
             )
-            chunk_losses = np.asarray(chunk_losses)
+            chunk_losses = _host(chunk_losses)
             losses.append(chunk_losses)
             done += length
             log_steps.append(done)
             if keep_params:
-                snapshots.append(jax.tree.map(np.asarray, params))
+                snapshots.append(jax.tree.map(_host, params))
             metrics: dict[str, Any] = {"loss": [float(v) for v in chunk_losses[:, -1]]}
             if test_loss is not None:
                 assert test_data is not None
-                t = np.asarray(test_loss(params, *test_data))
+                t = _host(test_loss(params, *test_data))
                 test_losses.append(t)
                 metrics["test_loss"] = [float(v) for v in t]
             if bar is not None:
@@ -708,6 +711,17 @@ def train_sweep(
         diverged=diverged,
         wall_time_s=time.perf_counter() - start,
     )
+
+
+def _host(a) -> np.ndarray:
+    """``a`` as a NumPy array on this process; a global array sharded over other processes'
+    devices (a sweep's runs sharded over a multi-process mesh) is gathered first (every process
+    calls it)."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        a = multihost_utils.process_allgather(a, tiled=True)
+    return np.asarray(a)
 
 
 def _sweep_loss(loss):
