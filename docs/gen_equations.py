@@ -34,7 +34,10 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SEEDS = ROOT.parent / "shared" / "seeds"
+# The documents beside the checkout (../shared/seeds) or, on a machine without them (a fresh CI
+# checkout), the copies in docs/sources (tests/test_docs_site.py keeps the two identical).
+BESIDE = ROOT.parent / "shared" / "seeds"
+SEEDS = BESIDE if BESIDE.is_dir() else ROOT / "docs" / "sources"
 
 #: The four source documents, by number.
 DOCUMENTS = {
@@ -274,7 +277,9 @@ def equations(doc: str, text: str | None = None) -> list[Equation]:
     if text is None:
         path = SEEDS / DOCUMENTS[doc]
         if not path.is_file():
-            raise CitationError(f"the source document {path} is missing (expected ../shared/seeds)")
+            raise CitationError(
+                f"the source document {path} is missing (expected ../shared/seeds or docs/sources)"
+            )
         text = path.read_text(encoding="utf-8")
     return _PARSERS[doc](text)
 

@@ -157,3 +157,19 @@ def test_sphinx_roles_become_cross_references_or_code():
     )
     fenced = roles.convert("Text.\n\n>>> 1 + 1\n2\n\nMore.", [], targets)
     assert fenced == "Text.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nMore."
+
+
+def test_the_copies_of_the_documents_are_the_documents():
+    # docs/sources holds the documents for a checkout without ../shared/seeds (a fresh CI run).
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    beside = root.parent / "shared" / "seeds"
+    copies = sorted((root / "docs" / "sources").glob("*.txt"))
+    assert [c.name for c in copies] == [
+        "000_5eab1a4fa2460359.txt", "001_90440b38c2c51fc3.txt", "002_dadcaa6bdb722c5e.txt",
+        "003_c347acbe1cb23503.txt",
+    ]  # fmt: skip
+    if beside.is_dir():
+        for c in copies:
+            assert c.read_bytes() == (beside / c.name).read_bytes(), c.name

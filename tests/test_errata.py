@@ -20,7 +20,8 @@ from jaxprop.errata import evidence, render
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOC_TEXT = (ROOT / "docs" / "errata.md").read_text(encoding="utf-8")
-SEEDS = ROOT.parent / "shared" / "seeds"
+BESIDE = ROOT.parent / "shared" / "seeds"
+SEEDS = BESIDE if BESIDE.is_dir() else ROOT / "docs" / "sources"  # the copies (test_docs_site)
 
 ROUNDING = 1e-14  # float64: a correct formula agrees with jax.grad to ~1e-16 (here ≤ 7.8e-16)
 WRONG = 1e-2  # a wrong one is off by far more: the smallest measured is 0.12 (002-5.53)
