@@ -16,6 +16,7 @@ import math
 import os
 import pathlib
 import platform
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -117,10 +118,103 @@ class GradCase:
     sizes: dict
     batch: int
     numpy_grad: Callable | None
+    torch_loss: Callable | None = None
 
 
 def _to_numpy(tree):
     return jax.tree.map(lambda a: np.asarray(a, np.float32), tree)
+
+
+# PyTorch eager autograd: the peer a user would pick instead (optional: ``pip install
+# jaxprop[bench]``). Each ``torch_*`` function is a loss ``(leaves, x, Y) -> L`` over the
+# parameters' leaves in ``jax.tree.leaves`` order, written as a PyTorch user would.
+
+
+def torch_version() -> str | None:
+    """PyTorch's version, or ``None`` when ``import torch`` fails (the extra is absent)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return str(torch.__version__)
+
+
+def torch_tanh_softmax(leaves, x, Y):
+    """Seed 001's loss in PyTorch: mean cross-entropy of softmax(tanh(x W1 + b1) W2 + b2)."""
+    import torch
+
+    W1, W2, b1, b2 = leaves  # jax.tree.leaves sorts the dict's keys
+    z2 = torch.tanh(x @ W1 + b1) @ W2 + b2
+    return -(Y * torch.log_softmax(z2, dim=1)).sum() / x.shape[0]
+
+
+def _torch_act(name):
+    import torch
+
+    return {"identity": lambda z: z, "relu": torch.relu, "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid}[name]  # fmt: skip
+
+
+def torch_k_layer(activations):
+    """Seed 002's K-layer loss in PyTorch: mean over the batch of ‖f_K − Y‖², f = σ(f A^T + b)."""
+
+    def loss(leaves, x, Y):
+        f = x
+        for i, act in enumerate(activations):
+            A, b = leaves[2 * i], leaves[2 * i + 1]
+            f = _torch_act(act)(f @ A.T + b)
+        return ((f - Y) ** 2).sum() / x.shape[0]
+
+    return loss
+
+
+def torch_neuron_net(activations):
+    """Seed 003's loss in PyTorch: batch MSE of f = σ(f w), no biases."""
+
+    def loss(leaves, x, Y):
+        f = x
+        for w, act in zip(leaves, activations, strict=True):
+            f = _torch_act(act)(f @ w)
+        return ((f - Y) ** 2).sum() / (x.shape[0] * Y.shape[1])
+
+    return loss
+
+
+def _torch_tensors(np_tree, requires_grad=False):
+    import torch
+
+    return [torch.tensor(np.asarray(a)).requires_grad_(requires_grad)
+            for a in jax.tree.leaves(np_tree)]  # fmt: skip
+
+
+def torch_grad_fn(torch_loss, params, x, Y):
+    """An argument-free callable: one PyTorch eager forward and ``torch.autograd.grad``."""
+    import torch
+
+    leaves = _torch_tensors(params, requires_grad=True)
+    (tx,), (tY,) = _torch_tensors([x]), _torch_tensors([Y])
+
+    def grad():
+        torch.autograd.grad(torch_loss(leaves, tx, tY), leaves)
+
+    return grad
+
+
+def torch_train_fn(torch_loss, params, x, Y, lr, steps):
+    """An argument-free callable: ``steps`` full-batch ``torch.optim.SGD`` steps from ``params``."""
+    import torch
+
+    (tx,), (tY,) = _torch_tensors([x]), _torch_tensors([Y])
+
+    def run():
+        leaves = _torch_tensors(params, requires_grad=True)
+        opt = torch.optim.SGD(leaves, lr=lr)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            torch_loss(leaves, tx, tY).backward()
+            opt.step()
+
+    return run
 
 
 def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
@@ -142,6 +236,12 @@ def _grad_case(case: GradCase, repeats: int, peak: float) -> dict:
         times |= time_side_by_side(
             {"numpy": lambda: numpy_grad(*np_args)}, repeats=repeats, min_time_s=0.2
         )
+    if case.torch_loss is not None and torch_version() is not None:
+        # PyTorch in a phase of its own too (its intra-op threads).
+        times |= time_side_by_side(
+            {"torch": torch_grad_fn(case.torch_loss, *_to_numpy((params, x, Y)))},
+            repeats=repeats, min_time_s=0.2,
+        )  # fmt: skip
     fwd = xla_flops(model.loss, params, x, Y)
     flops = {
         "manual_jit": xla_flops(manual, params, x, Y),
@@ -216,27 +316,30 @@ def default_grad_cases() -> list[GradCase]:
     k_layer = _network("k-layer", activations=relu3)
     sig3 = ("sigmoid",) * 3  # the registered neuron nets' activation, at each of the 3 layers
     return [
-        GradCase("seed001 2-500-2 b200", tanh_softmax, s001, 200, numpy_grad_tanh_softmax),
-        GradCase("seed001 2-500-2 b4096", tanh_softmax, s001, 4096, numpy_grad_tanh_softmax),
+        GradCase("seed001 2-500-2 b200", tanh_softmax, s001, 200, numpy_grad_tanh_softmax,
+                 torch_tanh_softmax),
+        GradCase("seed001 2-500-2 b4096", tanh_softmax, s001, 4096, numpy_grad_tanh_softmax,
+                 torch_tanh_softmax),
         GradCase(
             "seed002 64-256-256-10 b512", k_layer, {"sizes": (64, 256, 256, 10)}, 512,
-            _numpy_k_layer(relu3),
+            _numpy_k_layer(relu3), torch_k_layer(relu3),
         ),
         GradCase(
-            "seed002 1024x4 b1024", k_layer, {"sizes": (1024,) * 4}, 1024, _numpy_k_layer(relu3)
+            "seed002 1024x4 b1024", k_layer, {"sizes": (1024,) * 4}, 1024, _numpy_k_layer(relu3),
+            torch_k_layer(relu3),
         ),
         GradCase(
             "seed003 per-layer 64-256-256-10 b512", _network("neuron-delta-per-layer"),
-            {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
+            {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3), torch_neuron_net(sig3),
         ),
         GradCase(
             "seed003 per-neuron 64-256-256-10 b512", _network("neuron-delta-per-neuron"),
-            {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3),
+            {"sizes": (64, 256, 256, 10)}, 512, _numpy_neuron_net(sig3), torch_neuron_net(sig3),
         ),
     ]  # fmt: skip
 
 
-def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> dict:
+def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats, torch_loss=None) -> dict:
     """A whole training run of ``steps`` full-batch SGD steps, four ways."""
     import optax
 
@@ -278,6 +381,9 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
     fns = {"manual_scan": scan("manual"), "auto_scan": scan("auto"), "python_loop": python_loop}
     times = time_side_by_side(fns, repeats=repeats, warmup=1, block=1)
     times |= time_side_by_side({"numpy_loop": numpy_loop}, repeats=repeats, warmup=1, block=1)
+    if torch_loss is not None and torch_version() is not None:
+        torch_loop = torch_train_fn(torch_loss, np_params, np_x, np_Y, lr, steps)
+        times |= time_side_by_side({"torch_loop": torch_loop}, repeats=repeats, warmup=1, block=1)
     return {
         "name": name,
         "kind": "training",
@@ -288,6 +394,92 @@ def _train_case(name, model, sizes, batch, numpy_grad, steps, lr, repeats) -> di
         **times,
         "numpy_vs_manual_scan": times["numpy_loop"]["median_s"] / times["manual_scan"]["median_s"],
         "auto_vs_manual_scan": times["auto_scan"]["median_s"] / times["manual_scan"]["median_s"],
+    }
+
+
+def _per_run(t: dict, runs: int) -> dict:
+    return {k: (v / runs if k.endswith("_s") else v) for k, v in t.items()}
+
+
+def _sweep_case(name, model, sizes, batch, numpy_grad, torch_loss, steps, lr, runs, repeats):
+    """``runs`` training runs of ``steps`` full-batch SGD steps, each from its own initial
+    parameters: one :func:`jaxprop.train_sweep` of all of them against ``runs`` sequential
+    :func:`jaxprop.train` calls, the NumPy loop and (when installed) PyTorch eager, per run.
+
+    The sweep and the sequential calls are timed round-robin after one untimed call of each (the
+    compile); NumPy and PyTorch each in a phase of their own, on the first run's parameters."""
+    import optax
+
+    from jaxprop.training import train, train_sweep
+
+    inits = [
+        jax.tree.map(lambda a: a.astype(jnp.float32),
+                     model.init(jax.random.key(100 + r), **sizes))
+        for r in range(runs)
+    ]  # fmt: skip
+    _, x, Y = random_point(model, jax.random.key(0), batch, **sizes)
+    x, Y = x.astype(jnp.float32), Y.astype(jnp.float32)
+    stacked = jax.tree.map(lambda *p: jnp.stack(p), *inits)
+    opt = optax.sgd(lr)
+    seeds = list(range(runs))
+
+    def sweep():
+        return train_sweep(stacked, x, Y, opt, steps=steps, seeds=seeds, model=model,
+                           chunk_size=steps, progress=False).params  # fmt: skip
+
+    def sequential():
+        return [
+            train(p, x, Y, opt, model=model, steps=steps, chunk_size=steps, progress=False,
+                  seed=s).params
+            for p, s in zip(inits, seeds, strict=True)
+        ]  # fmt: skip
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(sweep())
+    first_sweep = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(
+        train(inits[0], x, Y, opt, model=model, steps=steps, chunk_size=steps, progress=False,
+              seed=0).params
+    )  # fmt: skip
+    first_train = time.perf_counter() - t0
+    times = time_side_by_side({"sweep": sweep, "sequential_train": sequential}, repeats=repeats,
+                              warmup=0, block=1)  # fmt: skip
+    per_run = {k: _per_run(v, runs) for k, v in times.items()}
+
+    np_params, np_x, np_Y = _to_numpy((inits[0], x, Y))
+
+    def numpy_loop():
+        p = jax.tree.map(np.copy, np_params)
+        for _ in range(steps):
+            g = numpy_grad(p, np_x, np_Y)
+            p = jax.tree.map(lambda w, d: w - np.float32(lr) * d, p, g)
+        return p
+
+    per_run |= time_side_by_side({"numpy_loop": numpy_loop}, repeats=repeats, warmup=1, block=1)
+    if torch_loss is not None and torch_version() is not None:
+        torch_loop = torch_train_fn(torch_loss, np_params, np_x, np_Y, lr, steps)
+        per_run |= time_side_by_side({"torch_loop": torch_loop}, repeats=repeats, warmup=1,
+                                     block=1)  # fmt: skip
+    sweep_s = per_run["sweep"]["median_s"]
+    ratios = {
+        f"{k}_over_sweep": v["median_s"] / sweep_s for k, v in per_run.items() if k != "sweep"
+    }
+    return {
+        "name": name,
+        "kind": "sweep",
+        "model": model.name,
+        "sizes": sizes,
+        "batch": batch,
+        "steps": steps,
+        "runs": runs,
+        "per_run": per_run,
+        # The first call's time less a warm call's: tracing and compiling (and checks).
+        "compile_s": {
+            "sweep": first_sweep - times["sweep"]["median_s"],
+            "train": first_train - per_run["sequential_train"]["median_s"],
+        },
+        **ratios,
     }
 
 
@@ -341,6 +533,11 @@ def run_bench(
     train_steps: int = 2000,
     peak_size: int = 2048,
     fd_sizes: tuple[int, ...] | None = (3072, 3072, 128),
+    sweep_runs: int = 32,
+    wide_sizes: tuple[int, ...] | None = (64, 256, 256, 10),
+    wide_batch: int = 512,
+    wide_steps: int = 100,
+    torch: bool = True,
     progress=None,
 ) -> dict:
     """Runs every case and returns the JSON-ready result.
@@ -353,6 +550,13 @@ def run_bench(
       fd_sizes: the K-layer network whose whole gradient check (directional finite
         differences, :mod:`jaxprop.fd`) is timed against one gradient evaluation (``None``: no
         such case); the default has 9.8 million parameters.
+      sweep_runs: runs of the sweep cases (0: none): one :func:`jaxprop.train_sweep` of
+        ``sweep_runs`` runs against as many sequential :func:`jaxprop.train` calls, the NumPy
+        loop and PyTorch, per run; on seed 001's network (``train_steps`` steps, batch 200) and
+        on seed 002's K-layer network at ``wide_sizes`` (``wide_steps`` steps, ``wide_batch``).
+      wide_sizes: the wider sweep case's layer sizes (``None``: no such case).
+      wide_batch, wide_steps: its batch and SGD steps.
+      torch: time PyTorch eager autograd where ``import torch`` works (the ``bench`` extra).
       progress: called with each case's name as it starts.
 
     Returns:
@@ -362,9 +566,12 @@ def run_bench(
     """
     peak = matmul_peak_gflops(peak_size)
     results = []
+    torch_ok = torch and torch_version() is not None
     for case in cases if cases is not None else default_grad_cases():
         if progress:
             progress(case.name)
+        if not torch_ok:
+            case = dataclasses.replace(case, torch_loss=None)
         results.append(_grad_case(case, repeats, peak))
     if train_steps:
         name = f"train seed001 2-500-2 b200, {train_steps} SGD steps"
@@ -373,8 +580,26 @@ def run_bench(
         sizes = {"n_in": 2, "n_hidden": 500, "n_out": 2}
         results.append(
             _train_case(name, get_model("tanh-softmax"), sizes, 200, numpy_grad_tanh_softmax,
-                        train_steps, 0.1, max(3, repeats // 6))
+                        train_steps, 0.1, max(3, repeats // 6),
+                        torch_tanh_softmax if torch_ok else None)
         )  # fmt: skip
+    sweeps: list[tuple[Any, ...]] = []
+    if sweep_runs and train_steps:
+        sweeps.append((f"sweep seed001 2-500-2 b200, {sweep_runs} runs x {train_steps} SGD steps",
+                       _network("tanh-softmax"), {"n_in": 2, "n_hidden": 500, "n_out": 2}, 200,
+                       numpy_grad_tanh_softmax, torch_tanh_softmax, train_steps, 0.1))  # fmt: skip
+    if sweep_runs and wide_sizes and wide_steps:
+        relu = ("relu",) * (len(wide_sizes) - 2) + ("identity",)
+        sweeps.append((f"sweep seed002 {'-'.join(map(str, wide_sizes))} b{wide_batch}, "
+                       f"{sweep_runs} runs x {wide_steps} SGD steps",
+                       _network("k-layer", activations=relu), {"sizes": tuple(wide_sizes)},
+                       wide_batch, _numpy_k_layer(relu), torch_k_layer(relu), wide_steps,
+                       0.01))  # fmt: skip
+    for name, net, sizes, batch, np_grad, t_loss, steps, lr in sweeps:
+        if progress:
+            progress(name)
+        results.append(_sweep_case(name, net, sizes, batch, np_grad, t_loss if torch_ok else None,
+                                   steps, lr, sweep_runs, max(3, repeats // 10)))  # fmt: skip
     if fd_sizes:
         model = get_model("k-layer", activations=("tanh",) * (len(fd_sizes) - 2) + ("identity",))
         name = f"check_grads k-layer {'-'.join(map(str, fd_sizes))} b64, directional FD"
@@ -388,6 +613,9 @@ def run_bench(
             "cpu_count": os.cpu_count(),
             "devices": [str(d) for d in jax.devices()],
             "jax": jax.__version__,
+            "torch": (torch_version() or "absent (pip install 'jaxprop[bench]')")
+            if torch
+            else "not timed (torch=False)",
         },
         "matmul_peak_gflops": peak,
         "cases": results,
@@ -402,6 +630,8 @@ _IMPLS = (
     "auto_scan",
     "python_loop",
     "numpy_loop",
+    "torch",
+    "torch_loop",
 )
 
 
@@ -415,19 +645,23 @@ def _fmt_s(t: dict | None) -> str:
 
 def format_table(result: dict) -> str:
     """One table: per case, the median [min–max] of each implementation, and the ratios."""
-    header = ["case", *[i for i in _IMPLS if any(i in c for c in result["cases"])]]
-    header += ["auto/manual", "numpy/manual", "FLOP ratio", "GFLOP/s", "% peak", "compile ms"]
+    table_cases = [c for c in result["cases"] if c.get("kind") != "sweep"]
+    header = ["case", *[i for i in _IMPLS if any(i in c for c in table_cases)]]
+    ratio_names = ["auto/manual", "numpy/manual", "torch/manual"]
+    header += [*ratio_names, "FLOP ratio", "GFLOP/s", "% peak", "compile ms"]
     rows = [header]
-    for c in result["cases"]:
+    for c in table_cases:
         manual = c.get("manual_jit") or c.get("manual_scan")
         auto = c.get("auto_jit") or c.get("auto_scan")
         ref = c.get("numpy") or c.get("numpy_loop")
+        peer = c.get("torch") or c.get("torch_loop")
         rows.append(
             [
                 c["name"],
-                *[_fmt_s(c.get(i)) for i in header[1 : len(header) - 6]],
+                *[_fmt_s(c.get(i)) for i in header[1 : len(header) - 7]],
                 f"{auto['median_s'] / manual['median_s']:.2f}" if auto and manual else "-",
                 f"{ref['median_s'] / manual['median_s']:.2f}" if ref and manual else "-",
+                f"{peer['median_s'] / manual['median_s']:.2f}" if peer and manual else "-",
                 f"{c['flop_ratio']:.2f}" if "flop_ratio" in c else "-",
                 f"{c['gflops']:.1f}" if "gflops" in c else "-",
                 f"{100 * c['peak_fraction']:.0f}" if "peak_fraction" in c else "-",
@@ -443,7 +677,21 @@ def format_table(result: dict) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows
     ]
     lines.append(f"matrix-product peak: {result['matmul_peak_gflops']:.1f} GFLOP/s")
+    lines.append(f"PyTorch: {result['machine'].get('torch', '-')}")
     for c in result["cases"]:
+        if c.get("kind") == "sweep":
+            r = c["per_run"]
+            peers = ", ".join(
+                f"{label} {_fmt_s(r[k])} ({c[k + '_over_sweep']:.2f}x)"
+                for k, label in (("numpy_loop", "NumPy loop"), ("sequential_train", "train() x "
+                                 f"{c['runs']}"), ("torch_loop", "PyTorch eager"))
+                if k in r
+            )  # fmt: skip
+            lines.append(
+                f"{c['name']}, per run: train_sweep {_fmt_s(r['sweep'])}; {peers} "
+                f"(x: time per run over the sweep's); compile {c['compile_s']['sweep']:.2f} s "
+                f"(sweep), {c['compile_s']['train']:.2f} s (train)"
+            )
         if "check_over_grad" in c:
             lines.append(
                 f"{c['name']}: {c['n_params']:,} parameters, the whole check takes "
@@ -458,7 +706,9 @@ def plot(result: dict, path) -> None:
     the hand gradient), one group of bars per case, log scale."""
     plt = pyplot()
     cases = result["cases"]
+    cases = [c for c in cases if c.get("kind") != "sweep"]
     pairs = [("auto_jit", "auto_scan", "jax.grad"), ("numpy", "numpy_loop", "NumPy"),
+             ("torch", "torch_loop", "PyTorch eager"),
              (None, "python_loop", "Python loop over jitted step")]  # fmt: skip
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(cases) + 1.8))
     height = 0.8 / len(pairs)

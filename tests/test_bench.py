@@ -46,8 +46,9 @@ def test_run_bench_reports_every_documented_key():
         bench.numpy_grad_tanh_softmax,
     )  # fmt: skip
     result = bench.run_bench(
-        repeats=2, cases=[case], train_steps=3, peak_size=64, fd_sizes=(4, 8, 3)
-    )
+        repeats=2, cases=[case], train_steps=3, peak_size=64, fd_sizes=(4, 8, 3), sweep_runs=0,
+        torch=False,
+    )  # fmt: skip
     json.dumps(result)
     assert result["matmul_peak_gflops"] > 0
     grad_case, train_case, fd_case = result["cases"]
@@ -60,6 +61,54 @@ def test_run_bench_reports_every_documented_key():
     table = bench.format_table(result)
     assert "tiny" in table and "matrix-product peak" in table
     assert "x one gradient evaluation" in table
+    assert result["machine"]["torch"] == "not timed (torch=False)" and "torch" not in grad_case
+
+
+def test_the_sweep_case_reports_per_run_times_against_its_peers():
+    relu = ("relu", "identity")
+    model, np_grad = seed002.k_layer(relu), bench._numpy_k_layer(relu)
+    torch_loss = bench.torch_k_layer(relu) if bench.torch_version() else None
+    case = bench._sweep_case("tiny sweep", model, {"sizes": (3, 4, 2)}, 8, np_grad, torch_loss,
+                             steps=2, lr=0.1, runs=2, repeats=1)  # fmt: skip
+    json.dumps(case)
+    assert case["kind"] == "sweep" and case["runs"] == 2
+    peers = {"numpy_loop", "sequential_train"} | ({"torch_loop"} if torch_loss else set())
+    assert set(case["per_run"]) == {"sweep"} | peers
+    assert {f"{k}_over_sweep" for k in peers} <= set(case)
+    assert set(case["compile_s"]) == {"sweep", "train"}
+    line = bench.format_table({"matmul_peak_gflops": 1.0, "machine": {}, "cases": [case]})
+    assert "tiny sweep, per run: train_sweep" in line and "NumPy loop" in line
+
+
+def test_the_benchmark_says_when_pytorch_is_absent(monkeypatch):
+    monkeypatch.setattr(bench, "torch_version", lambda: None)
+    result = bench.run_bench(
+        repeats=1, cases=[], train_steps=0, peak_size=8, fd_sizes=None, sweep_runs=0
+    )
+    assert result["machine"]["torch"].startswith("absent (pip install 'jaxprop[bench]')")
+    assert "PyTorch: absent" in bench.format_table(result)
+
+
+@pytest.mark.parametrize(
+    ("model", "sizes", "torch_loss"),
+    [
+        (seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 5, "n_out": 3}, bench.torch_tanh_softmax),
+        (seed002.k_layer(("relu", "tanh", "identity")), {"sizes": (3, 4, 5, 2)},
+         bench.torch_k_layer(("relu", "tanh", "identity"))),
+        (seed003.neuron_net(("sigmoid", "tanh"), "per-layer"), {"sizes": (3, 4, 2)},
+         bench.torch_neuron_net(("sigmoid", "tanh"))),
+    ],
+    ids=["seed001", "seed002", "seed003"],
+)  # fmt: skip
+def test_pytorch_peers_compute_the_hand_gradients(model, sizes, torch_loss):
+    torch = pytest.importorskip("torch")  # the optional bench extra
+    params, x, Y = random_point(model, jax.random.key(0), 6, **sizes)
+    params, x, Y = jax.tree.map(lambda a: np.asarray(a, np.float64), (params, x, Y))
+    leaves = [torch.tensor(a, requires_grad=True) for a in jax.tree.leaves(params)]
+    grads = torch.autograd.grad(torch_loss(leaves, torch.tensor(x), torch.tensor(Y)), leaves)
+    expected = jax.tree.leaves(model.grad(*jax.tree.map(jnp.asarray, (params, x, Y))))
+    for g, e in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(g.numpy(), np.asarray(e), rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize(
