@@ -233,6 +233,7 @@ def plot_loss_bands(path, bands: dict[str, np.ndarray], title: str) -> None:
     ax.set_ylabel("training loss (band: min to max over the runs)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -259,6 +260,7 @@ def plot_drift(path, drift: dict, title: str) -> None:
     ax.set_ylabel("max |hand − auto| / max |auto| per leaf")
     ax.set_title(title + "  (dotted: the largest over the runs)", fontsize=9)
     ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()  # wide tick labels would push the y-label off the canvas
     save_figure(fig, path)
 
 
