@@ -3,7 +3,8 @@
 The mutants come from the mutation machinery of tests/test_nodes.py (a statement of a model's
 backward pass, rewritten in a fresh copy of its module), with three families of mistake:
 
-- **scale**: a statement's value times c: c = −1 (``sign``) at every float-valued statement;
+- **scale**: a statement's value times c: c = −1 (``sign``) at the statements that name a node's
+  adjoint or a gradient leaf and at every third other float-valued statement;
   c = 0 (``zero``), 2, 1/2, B and 1/B (``scale``) at the statements that assign a node's
   adjoint (the batch mean missing or applied twice, the ½ of a squared error);
 - **activation**: one call ``act.vjp(z, a, g)`` or ``act.deriv(z)`` of the backward pass with
@@ -72,7 +73,12 @@ def _scale_mutants() -> list[KindMutant]:
     out = []
     for m in tn.MUTANTS:
         module = tn._module_of(m.model)
-        cs = [-1.0] + ([0.0, 2.0, 0.5, float(B), 1.0 / B] if m.node_patterns else [])
+        # The sign at every statement that names a node's adjoint or a gradient leaf, and at
+        # every third other one (the suite's time budget); the other scales at node statements.
+        sign = m.node_patterns or m.leaf or m.lineno % 3 == 0
+        cs = ([-1.0] if sign else []) + (
+            [0.0, 2.0, 0.5, float(B), 1.0 / B] if m.node_patterns else []
+        )
         for c in cs:
             kind = {-1.0: "sign", 0.0: "zero"}.get(c, "scale")
             build = functools.partial(_rebuilt, module, m.tree, m.model.name, c)
