@@ -11,7 +11,6 @@ command line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -23,9 +22,10 @@ import numpy as np
 import optax
 
 from jaxprop._io import atomic_write_json
-from jaxprop.core import json_float, paths
+from jaxprop.core import json_float, paths, precision
 from jaxprop.experiments.data import Dataset
 from jaxprop.experiments.driver import _output_dir, batch_of, library_versions
+from jaxprop.experiments.plots import _ignore_nan_warnings
 from jaxprop.experiments.table import OPTIMIZERS, Experiment, get_experiment
 from jaxprop.training import ALL_GRAD_SOURCES, GRAD_SOURCES, SweepResult, check_seed, train_sweep
 
@@ -51,7 +51,7 @@ def optimizer_of_rate(name: str):
 def _stats(curves: np.ndarray) -> dict[str, list]:
     """Per step, over the runs (rows): mean, std, min, max (NaN-aware: a diverged run's NaNs
     are left out of that step's figures, and say so by their count)."""
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), _ignore_nan_warnings():
         finite = np.where(np.isfinite(curves), curves, np.nan)
         out = {
             "mean": np.nanmean(finite, axis=0),
@@ -60,15 +60,6 @@ def _stats(curves: np.ndarray) -> dict[str, list]:
             "max": np.nanmax(finite, axis=0),
         }
     return {k: [json_float(float(v)) for v in a] for k, a in out.items()}
-
-
-@contextlib.contextmanager
-def _quiet():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step: NaN, as it should be
-        yield
 
 
 def _leaf_drift(a: Any, b: Any) -> dict[str, np.ndarray]:
@@ -152,8 +143,7 @@ def run_sweep(
     if out is not None:
         out = _output_dir(out)
 
-    x64 = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
-    with x64:
+    with precision(dtype):
         dt = jnp.dtype(dtype)
         ds = data if data is not None else exp.data()
         n_train = ds.x_train.shape[0]
