@@ -30,8 +30,9 @@ def main(argv=None) -> int:
         print("no accelerator found: the checks below run on the CPU")
 
     from jaxprop import REGISTRY, verify_entry
-    from jaxprop._io import atomic_write_bytes
-    from jaxprop.bench import run_bench, write_report
+    from jaxprop.bench.cases import run_bench
+    from jaxprop.bench.report import write_report
+    from jaxprop.util.files import atomic_write_bytes
 
     reports = [verify_entry(e, seed=0, dtype="float64", jit=True) for e in REGISTRY.values()]
     for r in reports:

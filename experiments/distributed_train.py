@@ -31,7 +31,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from jaxprop import distributed  # noqa: E402 - after the path above
+from jaxprop.training import distributed  # noqa: E402 - after the path above
 
 
 def problem(n_hidden: int = 8, n: int = 32, n_test: int = 8):
@@ -72,7 +72,7 @@ def _optimizer():
 
 def run(steps: int, batch_size: int | None, mesh=None, data: str = "whole", **problem_args):
     """One training run of :func:`problem`; ``mesh=None`` runs plain ``jaxprop.train`` on the
-    default device (the one-process reference), else :func:`jaxprop.distributed.train` over
+    default device (the one-process reference), else :func:`jaxprop.training.distributed.train` over
     ``mesh`` with the data passed ``"whole"`` or as global arrays of each process's ``"local"``
     rows."""
     import numpy as np

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's package, whatever else is insta
 
 import jax  # noqa: E402
 
-from jaxprop._io import atomic_write_bytes  # noqa: E402
 from jaxprop.experiments import get_experiment, run_experiment  # noqa: E402
 from jaxprop.experiments.sweep import run_sweep  # noqa: E402
+from jaxprop.util.files import atomic_write_bytes  # noqa: E402
 
 ALL = ["moons", "regression", "digits-softmax", "digits-k-layer", "digits-neuron", "least-squares"]
 DEFAULT = ALL

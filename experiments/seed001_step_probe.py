@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop.bench import numpy_grad_tanh_softmax
-from jaxprop.timing import time_side_by_side
+from jaxprop.bench.peers import numpy_grad_tanh_softmax
+from jaxprop.bench.timing import time_side_by_side
 
 B, LR = 200, 0.1
 

@@ -7,26 +7,27 @@ the step of a hand backward pass that goes wrong. :func:`train` trains parameter
 with any gradient source (``jaxprop.training``).
 """
 
-from jaxprop.activations import ACTIVATIONS, Activation, get_activation
-from jaxprop.bridge import custom_vjp
-from jaxprop.check import GradReport, LeafReport, check_grads, check_jacobian
-from jaxprop.core import (
-    Comparison,
-    GradientCheckError,
-    Report,
-    compare,
-    default_tolerances,
-    reference_scale,
-)
-from jaxprop.example import Example
-from jaxprop.exercise import GradeReport, NodeGrade, exercise_source, grade, write_exercise
-from jaxprop.losses import LOSSES, Loss
-from jaxprop.model import Entry, Model, random_point, tap
-from jaxprop.models import REGISTRY, get_model, model_names, register
-from jaxprop.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
-from jaxprop.rules import RuleRecord, RuleReport, check_rule
-from jaxprop.training import SweepResult, TrainResult, data_mesh, train, train_sweep
-from jaxprop.verify import verify_entry, verify_model
+from jaxprop.check.bridge import custom_vjp
+from jaxprop.check.compare import Comparison, compare
+from jaxprop.check.grad_report import GradReport, LeafReport
+from jaxprop.check.grads import check_grads
+from jaxprop.check.jacobian import check_jacobian
+from jaxprop.check.nodes import ModelReport, NodeReport, NodeResult, check_nodes, true_adjoints
+from jaxprop.check.report import GradientCheckError, Report
+from jaxprop.check.rule_report import RuleRecord, RuleReport
+from jaxprop.check.rules import check_rule
+from jaxprop.check.tolerance import default_tolerances, reference_scale
+from jaxprop.check.verify import verify_entry, verify_model
+from jaxprop.model.contract import Entry, Model, random_point, tap
+from jaxprop.model.example import Example
+from jaxprop.nn.activations import ACTIVATIONS, Activation, get_activation
+from jaxprop.nn.losses import LOSSES, Loss
+from jaxprop.registry import REGISTRY, get_model, model_names, register
+from jaxprop.teach.exercise import exercise_source, write_exercise
+from jaxprop.teach.report import GradeReport, NodeGrade
+from jaxprop.teach.sandbox import grade
+from jaxprop.training.loop import TrainResult, data_mesh, train
+from jaxprop.training.sweep import SweepResult, train_sweep
 
 __version__ = "0.1.0"
 

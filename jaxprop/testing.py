@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxprop.core import GradientCheckError, Report
+from jaxprop.check.report import GradientCheckError, Report
 
 __all__ = ["assert_grads", "assert_nodes", "assert_rule"]
 
@@ -31,7 +31,7 @@ def assert_rule(f: Any, *args: Any, **kwargs: Any) -> None:
     Raises:
       AssertionError: naming each failing check and argument leaf, with the table.
     """
-    from jaxprop.rules import check_rule
+    from jaxprop.check.rules import check_rule
 
     _assert(check_rule(f, *args, **kwargs))
 
@@ -42,7 +42,7 @@ def assert_grads(loss_fn: Any, grad_fn: Any, params: Any, *args: Any, **kwargs: 
     Raises:
       AssertionError: naming each failing leaf and the reference that disagreed, with the table.
     """
-    from jaxprop.check import check_grads
+    from jaxprop.check.grads import check_grads
 
     _assert(check_grads(loss_fn, grad_fn, params, *args, **kwargs))
 
@@ -53,6 +53,6 @@ def assert_nodes(model: Any, params: Any, x: Any, Y: Any, **kwargs: Any) -> None
     Raises:
       AssertionError: naming the failing nodes in backward order, with the node table.
     """
-    from jaxprop.nodes import check_nodes
+    from jaxprop.check.nodes import check_nodes
 
     _assert(check_nodes(model, params, x, Y, **kwargs))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxprop
-from jaxprop.core import leaf_path
+from jaxprop.check import leaf_path
 
 JIT = pytest.mark.parametrize("jit", [True, False], ids=["jit", "nojit"])
 DTYPES = pytest.mark.parametrize("dtype", ["float64", "float32"])

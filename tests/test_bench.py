@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from helpers import assert_trees_close
 
-from jaxprop import bench
+from jaxprop import bench, random_point
+from jaxprop.bench import cases as bench_cases
+from jaxprop.bench import peers as bench_peers
 from jaxprop.cli import main
 from jaxprop.models import seed001, seed002, seed003
-from jaxprop.verify import random_point
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 IMPLS = {"manual_jit", "auto_jit", "numpy"}
@@ -26,9 +27,9 @@ IMPLS = {"manual_jit", "auto_jit", "numpy"}
         (seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 5, "n_out": 3},
          bench.numpy_grad_tanh_softmax),
         (seed002.k_layer(("relu", "tanh", "identity")), {"sizes": (3, 4, 5, 2)},
-         bench._numpy_k_layer(("relu", "tanh", "identity"))),
+         bench_peers._numpy_k_layer(("relu", "tanh", "identity"))),
         (seed003.neuron_net(("sigmoid", "tanh"), "per-layer"), {"sizes": (3, 4, 2)},
-         bench._numpy_neuron_net(("sigmoid", "tanh"))),
+         bench_peers._numpy_neuron_net(("sigmoid", "tanh"))),
     ],
     ids=["seed001", "seed002", "seed003"],
 )  # fmt: skip
@@ -41,7 +42,7 @@ def test_numpy_references_equal_the_hand_gradients(model, sizes, numpy_grad):
 
 
 def test_run_bench_reports_every_documented_key():
-    case = bench.GradCase(
+    case = bench_cases.GradCase(
         "tiny", seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 4, "n_out": 2}, 8,
         bench.numpy_grad_tanh_softmax,
     )  # fmt: skip
@@ -66,10 +67,10 @@ def test_run_bench_reports_every_documented_key():
 
 def test_the_sweep_case_reports_per_run_times_against_its_peers():
     relu = ("relu", "identity")
-    model, np_grad = seed002.k_layer(relu), bench._numpy_k_layer(relu)
-    torch_loss = bench.torch_k_layer(relu) if bench.torch_version() else None
-    case = bench._sweep_case("tiny sweep", model, {"sizes": (3, 4, 2)}, 8, np_grad, torch_loss,
-                             steps=2, lr=0.1, runs=2, repeats=1)  # fmt: skip
+    model, np_grad = seed002.k_layer(relu), bench_peers._numpy_k_layer(relu)
+    torch_loss = bench_peers.torch_k_layer(relu) if bench_peers.torch_version() else None
+    case = bench_cases._sweep_case("tiny sweep", model, {"sizes": (3, 4, 2)}, 8, np_grad,
+                                   torch_loss, steps=2, lr=0.1, runs=2, repeats=1)  # fmt: skip
     json.dumps(case)
     assert case["kind"] == "sweep" and case["runs"] == 2
     peers = {"numpy_loop", "sequential_train"} | ({"torch_loop"} if torch_loss else set())
@@ -92,11 +93,12 @@ def test_the_benchmark_says_when_pytorch_is_absent(monkeypatch):
 @pytest.mark.parametrize(
     ("model", "sizes", "torch_loss"),
     [
-        (seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 5, "n_out": 3}, bench.torch_tanh_softmax),
+        (seed001.tanh_softmax(), {"n_in": 2, "n_hidden": 5, "n_out": 3},
+         bench_peers.torch_tanh_softmax),
         (seed002.k_layer(("relu", "tanh", "identity")), {"sizes": (3, 4, 5, 2)},
-         bench.torch_k_layer(("relu", "tanh", "identity"))),
+         bench_peers.torch_k_layer(("relu", "tanh", "identity"))),
         (seed003.neuron_net(("sigmoid", "tanh"), "per-layer"), {"sizes": (3, 4, 2)},
-         bench.torch_neuron_net(("sigmoid", "tanh"))),
+         bench_peers.torch_neuron_net(("sigmoid", "tanh"))),
     ],
     ids=["seed001", "seed002", "seed003"],
 )  # fmt: skip

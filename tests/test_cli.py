@@ -184,7 +184,7 @@ def test_a_users_model_file_is_verified_from_the_command_line(user_dir):
 
 
 def test_a_module_reference_names_its_models():
-    from jaxprop.cli import _verify_entries
+    from jaxprop.cli.commands import _verify_entries
 
     # package.module:factory; a module's models() gives all its entries.
     assert [e.name for e in _verify_entries("jaxprop.models.seed001:tanh_softmax")] == [
@@ -265,7 +265,7 @@ def test_help_shows_the_defaults_and_the_names(capsys):
     assert "(default: both)" in text and "(default: float64)" in text
     assert all(name in text for name in experiment_names())
     assert "moons: adam, lr 0.01, 2000 steps, full batch" in text
-    from jaxprop.exercise import exercise_models
+    from jaxprop.teach import exercise_models
 
     for command in (["exercise"], ["grade"]):
         assert all(name in _help(command, capsys) for name in exercise_models())
@@ -289,7 +289,7 @@ def test_a_name_close_to_a_known_one_gets_a_suggestion(tmp_path, capsys):
 
 
 def test_an_error_in_a_users_factory_names_their_line(tmp_path):
-    from jaxprop.load import load_entries
+    from jaxprop.cli.load import load_entries
 
     # A project folder whose name contains "jaxprop" (its frames were taken for jaxprop's own),
     # and a TypeError raised inside a factory of no arguments (it was reported as the factory

@@ -15,7 +15,6 @@ import pytest
 import jaxprop
 
 PACKAGE = pathlib.Path(jaxprop.__file__).parent
-CHECKER = ("jaxprop.core", "jaxprop.check", "jaxprop.nodes", "jaxprop.verify")
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -66,16 +65,87 @@ def test_no_import_circle_in_the_package():
     assert not cycles, f"import circles: {sorted(set(cycles))[:5]}"
 
 
+# The layers: each subpackage's ``__init__`` docstring says which other subpackages it may import
+# ("May import: ``a``, ``b``." or "May import: nothing of jaxprop."); the top-level modules beside
+# them are stated here.
+TOP_LEVEL = {"jaxprop.testing": {"check"}, "jaxprop.__main__": {"cli"}}
+
+
+def _layer(module: str) -> str:
+    """The subpackage (or top-level module) a jaxprop module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _allowed() -> dict[str, set[str]]:
+    allowed = {}
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        match = re.search(r"May import: (.*?)\.(\s|$)", doc, re.S)
+        assert match, (
+            f"{init.relative_to(PACKAGE.parent)}: no 'May import: ...' line in its docstring"
+        )
+        allowed[init.parent.name] = set(re.findall(r"``(\w+)``", match.group(1)))
+    return allowed
+
+
+def _against(name: str, path: pathlib.Path, allowed: dict[str, set[str]]) -> list[str]:
+    """The imports of module ``name`` (file ``path``) that go against its layer."""
+    own = _layer(name)
+    may = TOP_LEVEL[name] if name in TOP_LEVEL else allowed[own]
+    against = []
+    for module, names in _imports(path):
+        if module == "jaxprop":  # the root package imports every layer
+            against.append(f"{name} imports jaxprop ({', '.join(names) or 'the package'})")
+        elif _layer(module) != own and _layer(module) not in may:
+            against.append(f"{name} imports {module} ({_layer(module)} is not in {sorted(may)})")
+    return against
+
+
+def test_every_subpackage_states_its_layer_and_no_import_goes_against_it():
+    allowed = _allowed()
+    assert {"check", "model", "models", "nn", "registry", "teach", "training", "cli"} <= set(
+        allowed
+    )
+    # The public face re-exports every layer.
+    against = [a for n, p in MODULES.items() if n != "jaxprop" for a in _against(n, p, allowed)]
+    assert not against, "\n".join(against)
+
+
+def test_the_layer_test_fails_on_an_import_against_the_layers(tmp_path):
+    allowed, path = _allowed(), tmp_path / "m.py"
+    path.write_text(
+        "import jax\n"
+        "from jaxprop.check.compare import compare\n"
+        "def f():\n"
+        "    from jaxprop.training.loop import train\n"  # at any depth
+    )
+    assert _against("jaxprop.models.m", path, allowed) == [
+        "jaxprop.models.m imports jaxprop.check.compare (check is not in ['model', 'nn', 'util'])",
+        "jaxprop.models.m imports jaxprop.training.loop "
+        "(training is not in ['model', 'nn', 'util'])",
+    ]
+    assert len(_against("jaxprop.check.m", path, allowed)) == 1  # training, from the checker
+    path.write_text("import jaxprop\n")
+    assert _against("jaxprop.nn.m", path, allowed) == ["jaxprop.nn.m imports jaxprop (the package)"]
+
+
+def test_the_top_level_holds_at_most_four_modules_and_none_is_over_600_lines():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 4, top
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 600
+    }
+    assert not long, long
+
+
 def test_the_contract_imports_nothing_of_the_checker():
-    model_imports = [m for m, _ in _imports(MODULES["jaxprop.model"])]
-    assert not [m for m in model_imports if m in CHECKER], model_imports
     for name, path in MODULES.items():
-        if name.startswith("jaxprop.models"):
-            private = [
-                f"{m}.{n}" for m, names in _imports(path) if m in CHECKER for n in names
-                if n.startswith("_")
-            ]  # fmt: skip
-            assert not private, f"{name} imports private names of the checker: {private}"
+        if _layer(name) in ("model", "models", "nn"):
+            checker = [m for m, _ in _imports(path) if _layer(m) in ("check", "registry")]
+            assert not checker, f"{name} imports the checker: {checker}"
 
 
 def test_tolerance_numbers_and_the_scale_rule_live_in_the_core_only():
@@ -85,12 +155,12 @@ def test_tolerance_numbers_and_the_scale_rule_live_in_the_core_only():
     offenders = [
         f"{path.relative_to(PACKAGE.parent)}:{i}"
         for path in PACKAGE.rglob("*.py")
-        if path.name != "core.py"
+        if path.relative_to(PACKAGE).as_posix() not in ("check/tolerance.py", "check/compare.py")
         for i, line in enumerate(path.read_text().splitlines(), 1)
         if pattern.search(line) and not line.lstrip().startswith(("#", "float64", "float32"))
     ]
     assert not offenders, offenders
-    assert "_TOLERANCES = {" in (PACKAGE / "core.py").read_text()
+    assert "_TOLERANCES = {" in (PACKAGE / "check" / "tolerance.py").read_text()
 
 
 def test_every_report_shares_the_core_base():

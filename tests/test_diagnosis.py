@@ -45,7 +45,7 @@ import test_nodes as tn
 
 import jaxprop
 from jaxprop import Activation, Model, check_grads, check_nodes
-from jaxprop.diagnosis import KINDS, diagnose
+from jaxprop.check import KINDS, diagnose
 
 B = 3  # the batch of the mutation test's point (tests/test_nodes.py::_point)
 SAME = 1e-9  # relative: two hand values are the same (float64 round-off is ~1e-16)
@@ -274,7 +274,7 @@ def confusion_table(rows) -> str:
     for t in truths:
         share = f"{right[t]}/{total[t]}" if t != "other" else "-"
         table.append((t, *(str(counts[(t, c)] or ".") for c in cols), share))
-    return jaxprop.core.format_rows(table)
+    return jaxprop.check.format_rows(table)
 
 
 def test_the_diagnosis_names_the_kind_of_at_least_90_percent_of_the_mutants():

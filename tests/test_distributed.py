@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from jaxprop import distributed
-from jaxprop.training import max_relative_difference
+from jaxprop.training import distributed, max_relative_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "distributed_train.py"

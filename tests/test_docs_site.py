@@ -149,11 +149,11 @@ def test_sphinx_roles_become_cross_references_or_code():
     targets = roles._Targets(Package())
     text = (
         ":class:`~jaxprop.Model`, :func:`jaxprop.check.check_grads`, :func:`check_nodes`, "
-        ":mod:`jaxprop.fd`, :func:`jax.lax.scan`"
+        ":mod:`jaxprop.check.fd`, :func:`jax.lax.scan`"
     )
-    assert roles.convert(text, ["jaxprop.nodes"], targets) == (
+    assert roles.convert(text, ["jaxprop.check.nodes"], targets) == (
         "[`Model`][jaxprop.Model], [`jaxprop.check.check_grads`][jaxprop.check_grads], "
-        "[`check_nodes`][jaxprop.check_nodes], `jaxprop.fd`, `jax.lax.scan`"
+        "[`check_nodes`][jaxprop.check_nodes], `jaxprop.check.fd`, `jax.lax.scan`"
     )
     fenced = roles.convert("Text.\n\n>>> 1 + 1\n2\n\nMore.", [], targets)
     assert fenced == "Text.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nMore."

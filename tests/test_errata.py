@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from jaxprop import errata
+from jaxprop.check import KINDS
 from jaxprop.cli import main
-from jaxprop.diagnosis import KINDS
 from jaxprop.errata import evidence, render
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

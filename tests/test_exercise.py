@@ -1,4 +1,4 @@
-"""Exercises and grading (jaxprop/exercise.py, `jaxprop exercise`, `jaxprop grade`): every built-in
+"""Exercises and grading (jaxprop/teach/, `jaxprop exercise`, `jaxprop grade`): every built-in
 Model gets an exercise that grades 0 untouched and full marks solved; typical wrong submissions
 are scored and diagnosed at the wrong node; a submission written from scratch (a plain forward pass
 with no taps, and its backward pass) is graded with its own forward pass, which must compute the
@@ -14,9 +14,11 @@ import re
 import pytest
 
 import jaxprop
-import jaxprop.exercise as exercise
 from jaxprop.cli import main
-from jaxprop.exercise import exercise_models, exercise_source, grade, grade_in_process
+from jaxprop.teach import TODO, exercise_models, exercise_source, grade, grade_in_process
+from jaxprop.teach.grade import _load, _setup, _unfilled
+from jaxprop.teach.plan import _traced
+from jaxprop.teach.source import _matches
 
 
 def _write(tmp_path, text, name="submission.py"):
@@ -51,13 +53,13 @@ def test_the_exercise_models_are_the_registered_models():
 def recorded_todos(monkeypatch):
     """The labels every TODO(...) is called with (the exercise file imports TODO at load)."""
     called = []
-    real = exercise.TODO
+    real = TODO
 
     def recording(node, like=None, *, shape=None):
         called.append(node)
         return real(node, like, shape=shape)
 
-    monkeypatch.setattr(exercise, "TODO", recording)
+    monkeypatch.setattr("jaxprop.teach.TODO", recording)
     return called
 
 
@@ -74,20 +76,20 @@ def test_each_exercise_cites_its_equations_and_runs_untouched(name, tmp_path, re
             assert "correct" not in line and "printed" not in line, line
     backward = text[text.index("# ---- The backward pass") :]
     assert "correct" not in backward
-    labels = exercise._unfilled(ast.parse(text))
+    labels = _unfilled(ast.parse(text))
     # The untouched file imports and its backward pass runs (traced at the graded point, so
     # nothing is compiled), with the nodes' shapes, and every TODO in it runs: the student's
     # code, not the built-in one, computes every adjoint.
-    module = exercise._load(str(_write(tmp_path, text)))
+    module = _load(str(_write(tmp_path, text)))
 
     def run(params, x, Y):
         _, saved = model.run_forward(params, x)
         _, adjoints = module.backward(params, x, saved, Y)
         nodes = model.node_names(params)
-        assert all(any(exercise._matches(label, n) for label in labels) for n in nodes)
+        assert all(any(_matches(label, n) for label in labels) for n in nodes)
         return {n: (adjoints[n].shape, saved[n].shape) for n in nodes}
 
-    shapes = exercise._traced(model, run)
+    shapes = _traced(model, run)
     assert shapes and all(a == b for a, b in shapes.values()), shapes
     assert set(recorded_todos) == set(labels)
     compile(exercise_source(name, solution=True), name, "exec")
@@ -125,10 +127,10 @@ def test_a_configured_model_records_its_config(tmp_path):
     path = _write(
         tmp_path, exercise_source("k-layer", solution=True, activations=["tanh", "identity"])
     )
-    setup = exercise._setup(str(path), None)
+    setup = _setup(str(path), None)
     assert setup.error is None and setup.model.name == "k-layer[tanh,identity]"
     assert setup.nodes == ("Z1", "f1", "Z2", "f2")
-    pinned = exercise._setup(str(path), "k-layer")
+    pinned = _setup(str(path), "k-layer")
     assert "is not the assignment's configuration {}" in pinned.error
 
 
@@ -342,7 +344,7 @@ def test_grade_json_from_the_command_line_for_a_submission_that_kills_the_interp
 def test_grade_exit_status_and_text(tmp_path, capsys, monkeypatch):
     # The CLI around an in-process grade (the subprocess is tested above).
     monkeypatch.setattr(
-        exercise, "grade", lambda path, **kw: grade_in_process(path, model=kw["model"])
+        "jaxprop.teach.sandbox.grade", lambda path, **kw: grade_in_process(path, model=kw["model"])
     )
     path = _write(tmp_path, _fill("tanh-softmax", {**RIGHT, **WRONG["tanh′ skipped"][0]}))
     assert main(["grade", str(path)]) == 1
@@ -406,7 +408,7 @@ def test_the_teaching_guide_runs_and_shows_what_it_prints(tmp_path, monkeypatch)
     def in_process(path, *, timeout=None, model=None, config=None):
         return grade_in_process(path, model=model, config=config)
 
-    monkeypatch.setattr(exercise, "grade", in_process)
+    monkeypatch.setattr("jaxprop.teach.sandbox.grade", in_process)
     monkeypatch.setattr(jaxprop, "grade", in_process)
     monkeypatch.chdir(tmp_path)
     guide = pathlib.Path(__file__).resolve().parent.parent / "docs" / "teaching.md"

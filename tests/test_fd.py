@@ -1,4 +1,5 @@
-"""The finite-difference reference (jaxprop/fd.py): right at the hard points (large inputs, large
+"""The finite-difference reference (jaxprop/check/fd.py): right at the hard points (large inputs,
+large
 parameters, kinks, mixed scales, low precision), inconclusive rather than wrong, reproducible."""
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def test_a_failing_element_is_reproduced_by_rerun():
 
     report = jaxprop.check_grads(loss, off, p, x, seed=4)
     c = report["big"].vs_fd
-    assert report.seed == 4 and len(c.steps) == jaxprop.fd.LADDER
+    assert report.seed == 4 and len(c.steps) == jaxprop.check.fd.LADDER
     again = report.rerun("big", c.worst_index)
     assert float(again.value[0]) == c.ref and tuple(again.steps[0]) == c.steps
     with pytest.raises(KeyError, match="no finite differences were taken for leaf 'nope'"):

@@ -56,9 +56,9 @@ import pytest
 
 import jaxprop
 import jaxprop.cli
-from jaxprop import Model, check_grads, check_nodes
+import jaxprop.registry
+from jaxprop import Model, check_grads, check_nodes, random_point
 from jaxprop.check import leaf_path
-from jaxprop.verify import random_point
 
 SCALE = 1.5
 CHANGED, UNCHANGED = 1e-6, 1e-12  # relative change of a node or leaf: changed / unchanged
@@ -414,7 +414,7 @@ def _mutant_of(model_name: str, line_text: str) -> Model:
 
 def test_cli_verify_nodes_names_the_node(monkeypatch, capsys):
     mutant = _mutant_of("tanh-softmax", 'da1 = dz2 @ params["W2"].T')
-    monkeypatch.setattr(jaxprop.models, "REGISTRY", {mutant.name: mutant})
+    monkeypatch.setattr(jaxprop.registry, "REGISTRY", {mutant.name: mutant})
     assert jaxprop.cli.main(["verify", "--nodes", "--batch", "3"]) == 1
     out = capsys.readouterr().out
     assert "first failing node a1" in out
@@ -442,7 +442,7 @@ def test_cli_verify_nodes_passes_and_skips_entries_without_nodes(monkeypatch, ca
 
     model = jaxprop.get_model("two-layer-mse")
     registry = {model.name: model, "jacobian-example": JacobianExample()}
-    monkeypatch.setattr(jaxprop.models, "REGISTRY", registry)
+    monkeypatch.setattr(jaxprop.registry, "REGISTRY", registry)
     assert jaxprop.cli.main(["verify", "--nodes", "--json", "--batch", "3"]) == 0
     payload = json.loads(capsys.readouterr().out)
     by_name = {m["name"]: m for m in payload["models"]}

@@ -25,6 +25,8 @@ Documents (../shared/seeds): 000_5eab1a4fa2460359.txt, 001_90440b38c2c51fc3.txt,
 >>> from jaxprop import errata
 >>> [(r.fails_at, r.verdict) for r in errata.run(docs=["002"])]
 [('st', 'slip')]
+
+May import: ``registry``, ``models``, ``check``, ``model``, ``nn``, ``util``.
 """
 
 from __future__ import annotations

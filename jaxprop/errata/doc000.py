@@ -21,20 +21,22 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-import jaxprop
 from jaxprop.errata.slip import Case, Slip, entries_of, literal_product
+from jaxprop.model.contract import Model
 from jaxprop.models import seed000
+from jaxprop.nn.activations import ACTIVATIONS
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["SLIPS", "model"]
 
-_f, _g = jaxprop.ACTIVATIONS["tanh"], jaxprop.ACTIVATIONS["sigmoid"]
+_f, _g = ACTIVATIONS["tanh"], ACTIVATIONS["sigmoid"]
 _DOCUMENT = {"n_in": 3, "n_hidden": 3, "n_out": 1}  # one output: the document's case
 _SQUARE = {"n_in": 3, "n_hidden": 3, "n_out": 3}  # a vector output where the products form
 _SCALARS = {"n_in": 3, "n_hidden": 1, "n_out": 1}  # one hidden unit, one output
 _WIDE = {"n_in": 3, "n_hidden": 1, "n_out": 3}  # one hidden unit, a vector output (n_out = n_in)
 
 
-def model(backward_one: Callable, name: str) -> jaxprop.Model:
+def model(backward_one: Callable, name: str) -> Model:
     """Seed 000's network (f = tanh, g = sigmoid) with a replaced per-example backward pass.
 
     Args:
@@ -45,7 +47,7 @@ def model(backward_one: Callable, name: str) -> jaxprop.Model:
     Returns:
       The model; its backward maps ``backward_one`` over the batch and sums the gradients.
     """
-    loss = jaxprop.LOSSES["half_squared_error"]
+    loss = LOSSES["half_squared_error"]
 
     def backward(params, x, saved, Y):
         dL = loss.grad(saved["y"], Y)  # dL = y − Y (000 §2.3, dL), over B for the batch mean
@@ -104,7 +106,7 @@ def _dU_printed(diagonal: bool):
     return dU
 
 
-def _corrected() -> jaxprop.Model:
+def _corrected() -> Model:
     return model(_backward_one(), "000 corrected")
 
 

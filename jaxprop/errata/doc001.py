@@ -23,14 +23,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-import jaxprop
 from jaxprop.errata import evidence
 from jaxprop.errata.slip import DOCS, Case, Slip, literal_product
+from jaxprop.model.contract import Model, tap
 from jaxprop.models import seed001
+from jaxprop.nn.activations import ACTIVATIONS
+from jaxprop.nn.losses import LOSSES, Loss
 
 __all__ = ["BCE", "LOG_LIKELIHOOD", "SLIPS", "model", "sigmoid_model"]
 
-_tanh, _sigmoid = jaxprop.ACTIVATIONS["tanh"], jaxprop.ACTIVATIONS["sigmoid"]
+_tanh, _sigmoid = ACTIVATIONS["tanh"], ACTIVATIONS["sigmoid"]
 _SQUARE = {"n_in": 2, "n_hidden": 3, "n_out": 3}  # n_hidden = n_out: the printed products run
 _DOCUMENT = {"n_in": 2, "n_hidden": 500, "n_out": 2}  # the document's sizes
 _ONE_HIDDEN = {"n_in": 2, "n_hidden": 1, "n_out": 2}  # one hidden unit
@@ -43,7 +45,7 @@ _ONE_HIDDEN = {"n_in": 2, "n_hidden": 1, "n_out": 2}  # one hidden unit
 
 def _backward(dz2_rule=None, da1_rule=None, dz1_rule=None, db1_rule=None) -> Callable:
     """The backward pass of eqs (7)-(17), corrected, with the given steps replaced."""
-    loss = jaxprop.LOSSES["softmax_cross_entropy"]
+    loss = LOSSES["softmax_cross_entropy"]
 
     def backward(params, x, saved, Y):
         a1, z2 = saved["a1"], saved["z2"]
@@ -63,7 +65,7 @@ def _backward(dz2_rule=None, da1_rule=None, dz1_rule=None, db1_rule=None) -> Cal
     return backward
 
 
-def model(backward: Callable, name: str) -> jaxprop.Model:
+def model(backward: Callable, name: str) -> Model:
     """Seed 001's ``tanh-softmax`` model with ``backward`` in place of its own, named ``name``."""
     return dataclasses.replace(seed001.tanh_softmax(), name=name, backward=backward)
 
@@ -109,7 +111,7 @@ def _bce_grad(out, Y):
 
 
 #: The binary cross-entropy of eq (5), with its minus sign, as a :class:`jaxprop.Loss`.
-BCE = jaxprop.Loss("binary_cross_entropy", _bce, _bce_grad)
+BCE = Loss("binary_cross_entropy", _bce, _bce_grad)
 
 
 def _log_likelihood(out, Y):
@@ -124,7 +126,7 @@ def _log_likelihood_grad(out, Y):
 
 
 #: 001 eq (5) as printed, without a minus sign: the log-likelihood, as a :class:`jaxprop.Loss`.
-LOG_LIKELIHOOD = jaxprop.Loss("log_likelihood_eq5", _log_likelihood, _log_likelihood_grad)
+LOG_LIKELIHOOD = Loss("log_likelihood_eq5", _log_likelihood, _log_likelihood_grad)
 
 
 def _forward_sigmoid(tap_output: bool) -> Callable:
@@ -132,12 +134,12 @@ def _forward_sigmoid(tap_output: bool) -> Callable:
     where ``tap_output``."""
 
     def forward(params, x, taps=None):
-        z1 = jaxprop.tap(taps, "z1", x @ params["W1"] + params["b1"][None, :])  # 001 eq (1)
-        a1 = jaxprop.tap(taps, "a1", jnp.tanh(z1))  # 001 eq (2)
-        z2 = jaxprop.tap(taps, "z2", a1 @ params["W2"] + params["b2"][None, :])  # 001 eq (3)
+        z1 = tap(taps, "z1", x @ params["W1"] + params["b1"][None, :])  # 001 eq (1)
+        a1 = tap(taps, "a1", jnp.tanh(z1))  # 001 eq (2)
+        z2 = tap(taps, "z2", a1 @ params["W2"] + params["b2"][None, :])  # 001 eq (3)
         y_hat = _sigmoid.fn(z2)  # σ(z2), as 001 eqs (5)-(7) write it
         if tap_output:
-            y_hat = jaxprop.tap(taps, "y_hat", y_hat)
+            y_hat = tap(taps, "y_hat", y_hat)
         return y_hat, {"z1": z1, "a1": a1, "z2": z2, "y_hat": y_hat}
 
     return forward
@@ -183,8 +185,8 @@ def _backward_eq7(printed: bool) -> Callable:
 
 
 def sigmoid_model(
-    backward: Callable, name: str, objective: jaxprop.Loss = BCE, tap_output: bool = True
-) -> jaxprop.Model:
+    backward: Callable, name: str, objective: Loss = BCE, tap_output: bool = True
+) -> Model:
     """The network of 001 eqs (5)-(7) (sigmoid outputs) with ``backward``.
 
     It shares ``init`` with seed 001's ``tanh-softmax`` model; its labels are independent
@@ -208,7 +210,7 @@ def sigmoid_model(
         return x, Y
 
     nodes = ("z1", "a1", "z2", "y_hat") if tap_output else ("z1", "a1", "z2")
-    return jaxprop.Model(
+    return Model(
         name=name,
         source=DOCS["001"],
         init=base.init,
@@ -241,11 +243,11 @@ def _dz1_printed_diag(params, saved, dz2):
     return jax.vmap(one)(saved["z1"], dz2)
 
 
-def _corrected() -> jaxprop.Model:
+def _corrected() -> Model:
     return model(_backward(), "001 corrected")
 
 
-def _eq7(objective: jaxprop.Loss, name: str) -> Callable[[], jaxprop.Model]:
+def _eq7(objective: Loss, name: str) -> Callable[[], Model]:
     return lambda: sigmoid_model(_backward_eq7(True), name, objective, tap_output=False)
 
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-import jaxprop
 from jaxprop.errata.slip import DOCS, Case, Slip, literal_product
+from jaxprop.model.contract import Model, tap
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["SLIPS", "model"]
 
@@ -26,7 +27,7 @@ def _forward(x2_depends: bool) -> Callable:
     def forward(params, x, taps=None):
         s, t = params["st"][0], params["st"][1]
         x2 = jnp.sin(s) + t**2 * x[:, 1] if x2_depends else x[:, 1]
-        xs = jaxprop.tap(taps, "x", jnp.stack([s * t + x[:, 0], x2], axis=1))  # (B, 2)
+        xs = tap(taps, "x", jnp.stack([s * t + x[:, 0], x2], axis=1))  # (B, 2)
         f = xs[:, :1] ** 2 + xs[:, :1] * xs[:, 1:]  # f = x1² + x1 x2, shape (B, 1)
         return f, {"x": xs, "f": f}
 
@@ -36,7 +37,7 @@ def _forward(x2_depends: bool) -> Callable:
 def _backward(variant: str, x2_depends: bool = True) -> Callable:
     """The backward pass of (5.53): ``"printed"`` (x1's row of ∂x/∂(s, t) only), ``"literal"``
     (the printed product of two 1 × 2 rows) or ``"corrected"``."""
-    loss = jaxprop.LOSSES["half_squared_error"]
+    loss = LOSSES["half_squared_error"]
 
     def backward(params, x, saved, Y):
         s, t = params["st"][0], params["st"][1]
@@ -66,7 +67,7 @@ def _backward(variant: str, x2_depends: bool = True) -> Callable:
     return backward
 
 
-def model(variant: str, name: str, x2_depends: bool = True) -> jaxprop.Model:
+def model(variant: str, name: str, x2_depends: bool = True) -> Model:
     """The (5.53) example as a :class:`jaxprop.Model` with parameters ``{"st": (s, t)}``.
 
     Args:
@@ -83,7 +84,7 @@ def model(variant: str, name: str, x2_depends: bool = True) -> jaxprop.Model:
         dt = params["st"].dtype
         return (jax.random.normal(kx, (batch, 2), dt), jax.random.normal(ky, (batch, 1), dt))
 
-    return jaxprop.Model(
+    return Model(
         name=name,
         source=DOCS["002"],
         init=init,

@@ -18,13 +18,15 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-import jaxprop
 from jaxprop.errata.slip import DOCS, Case, Slip
+from jaxprop.model.contract import Model, tap
+from jaxprop.nn.activations import ACTIVATIONS
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["SLIPS", "model"]
 
-_sigmoid, _identity = jaxprop.ACTIVATIONS["sigmoid"], jaxprop.ACTIVATIONS["identity"]
-_MSE = jaxprop.LOSSES["mean_squared_error"]
+_sigmoid, _identity = ACTIVATIONS["sigmoid"], ACTIVATIONS["identity"]
+_MSE = LOSSES["mean_squared_error"]
 _SIZES = {"n_in": 3, "n_hidden": 5, "n_out": 2}
 
 
@@ -40,10 +42,10 @@ def _forward(out_f) -> Callable:
     """The forward pass, f = sigmoid at the hidden layer and ``out_f`` at the output."""
 
     def forward(params, x, taps=None):
-        in1 = jaxprop.tap(taps, "in1", x @ params["W1"])  # in_k = Σ_j w_jk out_j (003 [2])
-        out1 = jaxprop.tap(taps, "out1", _sigmoid.fn(in1))  # out_k = f(in_k) (003 [3])
-        in2 = jaxprop.tap(taps, "in2", out1 @ params["W2"])  # 003 [2]
-        out2 = jaxprop.tap(taps, "out2", out_f.fn(in2))  # 003 [3]
+        in1 = tap(taps, "in1", x @ params["W1"])  # in_k = Σ_j w_jk out_j (003 [2])
+        out1 = tap(taps, "out1", _sigmoid.fn(in1))  # out_k = f(in_k) (003 [3])
+        in2 = tap(taps, "in2", out1 @ params["W2"])  # 003 [2]
+        out2 = tap(taps, "out2", out_f.fn(in2))  # 003 [3]
         return out2, {"in1": in1, "out1": out1, "in2": in2, "out2": out2}
 
     return forward
@@ -99,11 +101,11 @@ def _backward(variant: str | None = None, out_f=_sigmoid) -> Callable:
     return backward
 
 
-def model(variant: str | None, name: str, output: str = "sigmoid") -> jaxprop.Model:
+def model(variant: str | None, name: str, output: str = "sigmoid") -> Model:
     """003's two-layer network with :func:`_backward` ``(variant)``, named ``name``; the output
     layer's activation is ``output``, ``"sigmoid"`` or ``"identity"``."""
-    out_f = jaxprop.ACTIVATIONS[output]
-    return jaxprop.Model(
+    out_f = ACTIVATIONS[output]
+    return Model(
         name=name,
         source=DOCS["003"],
         init=_init,
@@ -115,7 +117,7 @@ def model(variant: str | None, name: str, output: str = "sigmoid") -> jaxprop.Mo
     )
 
 
-def _corrected() -> jaxprop.Model:
+def _corrected() -> Model:
     return model(None, "003 corrected")
 
 

@@ -35,7 +35,7 @@ _INTRO = [
     "and leaf (a correct formula gives about 1e-16 in float64). Where it *fails*, the variant "
     "fails at exactly the node the formula computes (or, for a parameter gradient, at exactly "
     "that leaf, every node passing), and the figure is the relative error there, with the "
-    "diagnosis of the mistake (`jaxprop.diagnosis`). Where the printed product *cannot be "
+    "diagnosis of the mistake (`jaxprop.check.diagnosis`). Where the printed product *cannot be "
     "formed*, the dimension error is shown. The corrected backward pass must pass both checks.",
     "",
     "The verdict is measured in the case the document treats: a **slip** where the printed "

@@ -25,7 +25,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-import jaxprop
+from jaxprop.check.grad_report import GradReport
+from jaxprop.check.grads import check_grads
+from jaxprop.check.nodes import NodeReport, check_nodes
+from jaxprop.model.contract import Model
 
 __all__ = [
     "DOCS",
@@ -103,7 +106,7 @@ class Case:
     reading: str
     expect: str
     sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    make: Callable[[], jaxprop.Model] | None = None
+    make: Callable[[], Model] | None = None
     document: bool = False
 
     def __post_init__(self):
@@ -142,8 +145,8 @@ class Slip:
     where: str
     printed: str
     corrected: str
-    make_printed: Callable[[], jaxprop.Model]
-    make_corrected: Callable[[], jaxprop.Model]
+    make_printed: Callable[[], Model]
+    make_corrected: Callable[[], Model]
     node: str | None
     leaf: str | None = None
     cases: tuple[Case, ...] = ()
@@ -175,7 +178,7 @@ class Slip:
         return self.variant.sizes
 
 
-def _max_rel(nodes: jaxprop.NodeReport, grads: jaxprop.GradReport) -> float | None:
+def _max_rel(nodes: NodeReport, grads: GradReport) -> float | None:
     """The largest relative error against ``jax.grad`` over every node and leaf; ``None`` where
     one could not be compared (a wrong shape)."""
     comparisons = [i.vs_auto for i in nodes.nodes] + [i.vs_auto for i in grads.leaves]
@@ -197,8 +200,8 @@ class CaseResult:
     """
 
     case: Case
-    nodes: jaxprop.NodeReport | None
-    grads: jaxprop.GradReport | None
+    nodes: NodeReport | None
+    grads: GradReport | None
     error: str | None
 
     @property
@@ -251,8 +254,8 @@ class CaseResult:
         return rel, item.problem
 
     def diagnosis(self, slip: Slip) -> Any:
-        """The diagnosis (:class:`jaxprop.diagnosis.Diagnosis`) of the first failing node, or of
-        the first failing leaf for a leaf slip; ``None`` where nothing fails."""
+        """The diagnosis (:class:`jaxprop.check.diagnosis.Diagnosis`) of the first failing node, or
+        of the first failing leaf for a leaf slip; ``None`` where nothing fails."""
         report = self.nodes if slip.node is not None else self.grads
         return None if report is None else report.diagnosis
 
@@ -307,8 +310,8 @@ class Result:
 
     slip: Slip
     cases: tuple[CaseResult, ...]
-    corrected_nodes: jaxprop.NodeReport
-    corrected_grads: jaxprop.GradReport
+    corrected_nodes: NodeReport
+    corrected_grads: GradReport
 
     @property
     def variant(self) -> CaseResult:
@@ -321,13 +324,13 @@ class Result:
         return next(c for c in self.cases if c.case.document)
 
     @property
-    def printed_nodes(self) -> jaxprop.NodeReport:
+    def printed_nodes(self) -> NodeReport:
         """The node check of the as-printed variant."""
         assert self.variant.nodes is not None  # the variant runs (it is expected to fail)
         return self.variant.nodes
 
     @property
-    def printed_grads(self) -> jaxprop.GradReport:
+    def printed_grads(self) -> GradReport:
         """The gradient check of the as-printed variant."""
         assert self.variant.grads is not None
         return self.variant.grads
@@ -335,7 +338,7 @@ class Result:
     @property
     def diagnosis(self) -> Any:
         """The as-printed variant's diagnosis: of its first failing node, or of the failing leaf
-        (:class:`jaxprop.diagnosis.Diagnosis`); ``None`` where it does not fail."""
+        (:class:`jaxprop.check.diagnosis.Diagnosis`); ``None`` where it does not fail."""
         return self.variant.diagnosis(self.slip)
 
     @property
@@ -403,7 +406,7 @@ class Result:
 _POINTS: dict = {}
 
 
-def _point(model: jaxprop.Model, sizes: Mapping[str, int]) -> tuple:
+def _point(model: Model, sizes: Mapping[str, int]) -> tuple:
     """Random parameters and data for ``model``, drawn once per network family and sizes (the
     as-printed and corrected variants of a slip share their forward pass, init and sample)."""
     assert model.init is not None and model.sample is not None  # every slip's model has both
@@ -418,9 +421,7 @@ def _point(model: jaxprop.Model, sizes: Mapping[str, int]) -> tuple:
     return _POINTS[key]
 
 
-def check_model(
-    model: jaxprop.Model, sizes: Mapping[str, int]
-) -> tuple[jaxprop.NodeReport, jaxprop.GradReport]:
+def check_model(model: Model, sizes: Mapping[str, int]) -> tuple[NodeReport, GradReport]:
     """The node check and the gradient check (against ``jax.grad``) of ``model`` in float64.
 
     Args:
@@ -432,8 +433,8 @@ def check_model(
     """
     with jax.enable_x64(True):
         params, x, Y = _point(model, sizes)
-        nodes = jaxprop.check_nodes(model, params, x, Y, dtype="float64", jit=False)
-        grads = jaxprop.check_grads(
+        nodes = check_nodes(model, params, x, Y, dtype="float64", jit=False)
+        grads = check_grads(
             model.loss,
             model.grad,
             params,

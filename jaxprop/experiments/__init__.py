@@ -18,6 +18,8 @@ importable from this package.
 >>> from jaxprop.experiments import experiment_names
 >>> "moons" in experiment_names()
 True
+
+May import: ``training``, ``registry``, ``models``, ``check``, ``model``, ``nn``, ``util``.
 """
 
 from __future__ import annotations

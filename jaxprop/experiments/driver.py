@@ -17,19 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop._io import atomic_write_json
-from jaxprop.core import relative_difference
+from jaxprop.check.compare import relative_difference
 from jaxprop.experiments.data import Dataset
 from jaxprop.experiments.plots import write_plots
 from jaxprop.experiments.table import Experiment, get_experiment, make_optimizer
-from jaxprop.training import (
+from jaxprop.training.loop import (
     ALL_GRAD_SOURCES,
     GRAD_SOURCES,
-    check_seed,
     data_mesh,
     max_relative_difference,
     train,
 )
+from jaxprop.training.options import check_seed
+from jaxprop.util.files import atomic_write_json
 
 __all__ = ["library_versions", "loss_curve_max_rel_diff", "run_experiment"]
 
@@ -222,15 +222,13 @@ def library_versions() -> dict[str, str | None]:
     import jaxlib
     import optax
 
-    import jaxprop
-
     try:
         sklearn: str | None = metadata.version("scikit-learn")  # the digits data
     except metadata.PackageNotFoundError:
         sklearn = None
     return {
         "python": platform.python_version(),
-        "jaxprop": jaxprop.__version__,
+        "jaxprop": metadata.version("jaxprop"),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "optax": optax.__version__,

@@ -1,5 +1,5 @@
 """The experiments' figures: loss curves, a decision boundary, a 1-D fit (matplotlib, imported
-lazily through :func:`jaxprop._io.pyplot`, Agg backend; every PNG is written atomically)."""
+lazily through :func:`jaxprop.util.files.pyplot`, Agg backend; every PNG is written atomically)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprop._io import pyplot, save_figure
-from jaxprop.core import relative_difference
+from jaxprop.check.compare import relative_difference
+from jaxprop.util.files import pyplot, save_figure
 
 __all__ = [
     "plot_decision_boundary",

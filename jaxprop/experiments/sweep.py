@@ -21,13 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprop._io import atomic_write_json
-from jaxprop.core import json_float, paths, precision
+from jaxprop.check.compare import json_float
+from jaxprop.check.tolerance import precision
+from jaxprop.check.trees import paths
 from jaxprop.experiments.data import Dataset
 from jaxprop.experiments.driver import _output_dir, batch_of, library_versions
 from jaxprop.experiments.plots import _ignore_nan_warnings
 from jaxprop.experiments.table import OPTIMIZERS, Experiment, get_experiment
-from jaxprop.training import ALL_GRAD_SOURCES, GRAD_SOURCES, SweepResult, check_seed, train_sweep
+from jaxprop.training.loop import ALL_GRAD_SOURCES, GRAD_SOURCES
+from jaxprop.training.options import check_seed
+from jaxprop.training.sweep import SweepResult, train_sweep
+from jaxprop.util.files import atomic_write_json
 
 __all__ = ["optimizer_of_rate", "run_sweep"]
 

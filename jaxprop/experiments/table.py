@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprop._names import did_you_mean
 from jaxprop.experiments import data as datasets
 from jaxprop.experiments.data import Dataset
-from jaxprop.model import Model
-from jaxprop.models import get_model
+from jaxprop.model.contract import Model
+from jaxprop.registry import get_model
+from jaxprop.util.names import did_you_mean
 
 __all__ = [
     "EXPERIMENTS",

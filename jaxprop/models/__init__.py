@@ -1,99 +1,14 @@
-"""The built-in models, one module per source document, and their registry.
+"""The built-in models: one module per source system, forward and hand backward side by side.
 
-A registry entry (:class:`jaxprop.model.Entry`) has a ``name`` and a ``source``, and is either a
-:class:`~jaxprop.Model` (the network contract, which :func:`jaxprop.verify_entry` checks at a random
-point) or has a check of its own, ``check(*, seed, dtype, jit, batch) -> GradReport``
-(:class:`jaxprop.model.SelfChecking`): an :class:`~jaxprop.Example`, a worked example that is not a
-network (a Jacobian, a scalar function) but is verified the same way.
+Each module follows its document's equations and cites them on the lines that implement them
+(``seed001.py`` is the model to copy), and exposes ``models()``, the :class:`~jaxprop.Model` objects
+it defines. The registry that names them, with the worked examples' checks, is
+:mod:`jaxprop.registry`. May import: ``model``, ``nn``, ``util`` (never the checker: the contract
+is passive).
 
->>> from jaxprop import model_names
->>> "tanh-softmax" in model_names()
-True
+- :mod:`.seed000`: the two-layer network with a squared error (``two-layer-mse``).
+- :mod:`.seed001`: the 2-500-2 tanh-softmax network (``tanh-softmax``).
+- :mod:`.seed002`: the K-layer network (``k-layer``); :mod:`.seed002_calculus` the vector-calculus
+  examples and least squares; :mod:`.seed002_lecture` the lecture's two-layer sigmoid network.
+- :mod:`.seed003`: the delta rule per neuron and per layer (``neuron-delta-*``).
 """
-
-from __future__ import annotations
-
-import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-from jaxprop._names import did_you_mean
-from jaxprop.example import Example
-from jaxprop.model import Model
-from jaxprop.models import seed000, seed001, seed002, seed002_calculus, seed002_lecture, seed003
-
-__all__ = ["FACTORIES", "REGISTRY", "get_model", "model_names", "register"]
-
-REGISTRY: dict[str, Model | Example] = {}  # or any entry with name, source and check()
-
-_Entry = TypeVar("_Entry", Model, Example)
-
-
-def register(model: _Entry) -> _Entry:
-    """Adds a model to the registry that ``jaxprop verify`` checks; returns it.
-
-    Raises:
-      ValueError: if another model is registered under the same name.
-    """
-    if model.name in REGISTRY and REGISTRY[model.name] is not model:
-        raise ValueError(f"a model named {model.name!r} is already registered")
-    REGISTRY[model.name] = model
-    return model
-
-
-# Entries whose configuration is a choice (the activations of seed 002's K layers): the factory
-# that builds the entry for another choice, by the entry's name.
-FACTORIES: dict[str, Callable[..., Model]] = {"k-layer": seed002.k_layer}
-
-
-def get_model(name: str, **config: Any) -> Model | Example:
-    """The registered model called ``name``; with ``config``, the same system built for another
-    configuration by its factory.
-
-    >>> get_model("k-layer", activations=("relu", "identity")).name
-    'k-layer[relu,identity]'
-
-    Args:
-      name: a name in :func:`model_names`.
-      **config: the factory's options (``activations=`` for ``"k-layer"``).
-
-    Raises:
-      ValueError: for an unknown name (the message lists the registered ones), or ``config``
-        for an entry that has no factory or options the factory does not take.
-    """
-    if not isinstance(name, str):
-        raise ValueError(
-            f"get_model takes a model's name (a string), got {type(name).__name__} {name!r}"
-        )
-    try:
-        entry = REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}{did_you_mean(name, REGISTRY)}; expected one of {model_names()}"
-        ) from None
-    if not config:
-        return entry
-    if name not in FACTORIES:
-        raise ValueError(
-            f"model {name!r} has one configuration; options {sorted(config)} are for "
-            f"{sorted(FACTORIES)}"
-        )
-    factory = FACTORIES[name]
-    options = sorted(inspect.signature(factory).parameters)
-    unknown = sorted(set(config) - set(options))
-    if unknown:
-        raise ValueError(f"model {name!r} takes the options {options}, got {unknown}")
-    return factory(**config)
-
-
-def model_names() -> list[str]:
-    """The names of the registered models, in registration order."""
-    return list(REGISTRY)
-
-
-# Each model module exposes ``models()``, the models it registers, built from nothing but the
-# module itself: the mutation test of tests/test_nodes.py rebuilds them from a mutated copy of the
-# module's source (docs/nodes.md).
-for _module in (seed000, seed001, seed002, seed002_calculus, seed002_lecture, seed003):
-    for _model in _module.models():
-        register(_model)

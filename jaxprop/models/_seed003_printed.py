@@ -33,8 +33,8 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from jaxprop.losses import LOSSES
 from jaxprop.models.seed003 import _activations, _check_labels, _layers, neuron_net, node_names
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["READINGS", "as_printed"]
 

@@ -28,9 +28,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxprop.activations import Activation, get_activation
-from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_batch_size, check_input, check_param_shapes, tap
+from jaxprop.model.contract import Model, tap
+from jaxprop.model.validate import check_batch_size, check_input, check_param_shapes
+from jaxprop.nn.activations import Activation, get_activation
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["NODES", "SOURCE", "models", "two_layer_mse"]
 

@@ -40,9 +40,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprop.activations import Activation, get_activation
-from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_batch_size, check_input, check_sizes, tap
+from jaxprop.model.contract import Model, tap
+from jaxprop.model.validate import check_batch_size, check_input, check_sizes
+from jaxprop.nn.activations import Activation, get_activation
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["DEFAULT_SIZES", "SOURCE", "k_layer", "layer_sizes", "node_names"]
 

@@ -22,25 +22,12 @@ the input's, which is also the layout of ``jax.jacfwd``.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxprop.check import GradReport, LeafReport, check_grads, check_jacobian
-from jaxprop.core import compare, default_tolerances, judge, precision
-from jaxprop.example import Example
-from jaxprop.losses import LOSSES
-from jaxprop.model import (
-    Model,
-    check_batch_size,
-    check_input,
-    check_param_shapes,
-    check_sizes,
-    random_point,
-    tap,
-)
+from jaxprop.model.contract import Model, tap
+from jaxprop.model.validate import check_batch_size, check_input, check_param_shapes, check_sizes
+from jaxprop.nn.losses import LOSSES
 
 __all__ = [
     "SOURCE_DA_DX",
@@ -48,10 +35,8 @@ __all__ = [
     "SOURCE_LEAST_SQUARES",
     "SOURCE_SCALAR",
     "dA_dx_collate",
-    "dA_dx_entry",
     "dA_dx_flatten",
     "df_dA",
-    "df_dA_entry",
     "least_squares",
     "least_squares_grad",
     "least_squares_loss",
@@ -61,18 +46,12 @@ __all__ = [
     "scalar_df",
     "scalar_df_expanded",
     "scalar_f",
-    "scalar_f_entry",
 ]
 
 SOURCE_SCALAR = "002_dadcaa6bdb722c5e.txt (5.109)-(5.110)"
 SOURCE_LEAST_SQUARES = "002_dadcaa6bdb722c5e.txt (5.75)-(5.84)"
 SOURCE_DF_DA = "002_dadcaa6bdb722c5e.txt (5.85)-(5.92)"
 SOURCE_DA_DX = "002_dadcaa6bdb722c5e.txt §5.4 approaches 1 and 2, (5.48), (5.68)"
-
-
-def _rename(report: GradReport, path: str) -> tuple[LeafReport, ...]:
-    """The leaves of a one-leaf report, the leaf renamed ``path``."""
-    return tuple(dataclasses.replace(leaf, path=path) for leaf in report.leaves)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,28 +85,6 @@ def scalar_df_expanded(x: jax.Array) -> jax.Array:
     u = x**2 + e
     du = 2 * x + 2 * x * e  # d(x² + exp(x²))/dx (5.110)
     return du / (2 * jnp.sqrt(u)) - jnp.sin(u) * du  # (5.110), first line
-
-
-def _scalar_check(*, seed, dtype, jit, batch):
-    # x uniform in [−1.5, 1.5]: beyond |x| ≈ 2 the inner term u = x² + exp(x²) grows so fast
-    # that cos u oscillates on a scale near the finite-difference step ε^{1/3}, and the central
-    # differences' own truncation error (h² f‴/6) exceeds their tolerance; jax.grad is compared
-    # on wider ranges in tests/test_seed002.py.
-    with precision(dtype):
-        x = jax.random.uniform(jax.random.key(seed), (batch,), jnp.dtype(dtype), -1.5, 1.5)
-    # f is elementwise, so the gradient of Σ_j f(x_j) is the vector of derivatives f′(x_j): the
-    # hand derivative is checked on every element at once against jax.grad and (5.39).
-    loss = lambda p: jnp.sum(scalar_f(p["x"]))  # noqa: E731
-    kw = {"dtype": dtype, "jit": jit, "seed": seed}
-    factored = check_grads(loss, lambda p: {"x": scalar_df(p["x"])}, {"x": x}, **kw)
-    expanded = check_grads(loss, lambda p: {"x": scalar_df_expanded(p["x"])}, {"x": x}, **kw)
-    leaves = _rename(factored, "df/dx") + _rename(expanded, "df/dx expanded")
-    return GradReport(leaves=leaves, dtype=factored.dtype, loss=factored.loss)
-
-
-def scalar_f_entry() -> Example:
-    """Registry entry ``"scalar-f"``: both forms of (5.110) against jax.grad and (5.39)."""
-    return Example("scalar-f", SOURCE_SCALAR, _scalar_check)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,48 +186,6 @@ def _ls_sample(key, params, batch: int):
     return (jax.random.normal(kx, (batch, D), dtype), jax.random.normal(ky, (batch,), dtype))
 
 
-def _row_grad(theta, Phi, y):
-    """(5.83)'s row vector ∂L/∂θ ∈ R^{1×D} as the gradient of θ ∈ R^D: its one row (another
-    shape passes through, for the check to name)."""
-    g = least_squares_grad(theta, Phi, y)
-    return g[0] if jnp.shape(g) == (1, jnp.shape(theta)[0]) else g
-
-
-def _grad_at_random_theta_check(*, seed, dtype, jit, batch):
-    """The document's gradient (5.83), ``least_squares_grad``, against ``jax.grad`` and finite
-    differences of (5.84) at a random θ (at the normal equations the true gradient is 0, where
-    a wrong constant factor would pass): one leaf, ``theta (5.83)``, that joins the model's
-    report (``Model.extra_checks``)."""
-    with precision(dtype):
-        params, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
-        report = check_grads(least_squares_loss, _row_grad, params["theta"], Phi, y,
-                             dtype=dtype, jit=jit, seed=seed)  # fmt: skip
-    return dataclasses.replace(report, leaves=_rename(report, "theta (5.83)"))
-
-
-def _normal_equations_check(*, seed, dtype, jit, batch):
-    """The least-squares gradient (5.83) vanishes at the normal equations' solution: one leaf,
-    ``theta at normal equations``, that joins the model's report (``Model.extra_checks``)."""
-    with precision(dtype):
-        _, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
-        # LAPACK solves in float32 or float64 only: a bfloat16 or float16 check solves in float32
-        # and evaluates the gradient (5.83) in its own dtype.
-        solve = jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
-        theta = normal_equations(Phi.astype(solve), y.astype(solve)).astype(dtype)
-        fn = jax.jit(least_squares_grad) if jit else least_squares_grad
-        g = np.asarray(fn(theta, Phi, y)).ravel()
-        # The terms of (5.83) are of size 2‖Φ‖‖y‖: the gradient must vanish relative to them.
-        terms = 2 * float(jnp.linalg.norm(Phi) * jnp.linalg.norm(y))
-    zero = compare(
-        "0 at the normal equations", g, np.zeros_like(g), rtol=default_tolerances(dtype)[0],
-        dtype=dtype, terms=terms,
-    )  # fmt: skip
-    leaf = LeafReport(
-        path="theta at normal equations", shape=g.shape, dtype=str(g.dtype), vs_auto=zero
-    )
-    return GradReport(leaves=(leaf,), dtype=jnp.dtype(dtype).name, loss=0.0)
-
-
 def least_squares() -> Model:
     """The least-squares :class:`~jaxprop.Model` ``"least-squares"``.
 
@@ -287,7 +202,6 @@ def least_squares() -> Model:
         backward=_ls_backward,
         sample=_ls_sample,
         nodes=("y_hat",),
-        extra_checks=(_grad_at_random_theta_check, _normal_equations_check),
     )
 
 
@@ -337,22 +251,6 @@ def df_dA(A: jax.Array, x: jax.Array) -> jax.Array:
 
     # df/dA = [∂f_1/∂A; …; ∂f_M/∂A] (5.87).
     return jax.vmap(partial_fi)(jnp.arange(M))
-
-
-def _df_dA_check(*, seed, dtype, jit, batch):
-    with precision(dtype):
-        kA, kx = jax.random.split(jax.random.key(seed))
-        M, N = 4, 3
-        A = jax.random.normal(kA, (M, N), jnp.dtype(dtype))
-        x = jax.random.normal(kx, (N,), jnp.dtype(dtype))
-    return check_jacobian(
-        lambda A, x: linear_map(A, x), df_dA, A, x, dtype=dtype, jit=jit, seed=seed, label="df/dA"
-    )
-
-
-def df_dA_entry() -> Example:
-    """Registry entry ``"df/dA"``: (5.88)–(5.92) against jax.jacfwd, jax.jacrev and (5.55)."""
-    return Example("df/dA", SOURCE_DF_DA, _df_dA_check)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,37 +303,7 @@ def dA_dx_flatten(x: jax.Array, C: jax.Array, D: jax.Array) -> jax.Array:
     return jnp.reshape(dA_flat, (m, n, p))  # re-shape the gradient (approach 2)
 
 
-def _dA_dx_check(*, seed, dtype, jit, batch):
-    with precision(dtype):
-        kC, kD, kx = jax.random.split(jax.random.key(seed), 3)
-        m, n, p = 4, 2, 3  # the chapter's A ∈ R^{4×2}, x ∈ R^3
-        dt = jnp.dtype(dtype)
-        C = 0.5 * jax.random.normal(kC, (m, n, p), dt)
-        D = 0.5 * jax.random.normal(kD, (m, n), dt)
-        x = jax.random.normal(kx, (p,), dt)
-        kw = {"dtype": dtype, "jit": jit, "seed": seed}
-        one = check_jacobian(matrix_of_vector, dA_dx_collate, x, C, D, label="approach 1", **kw)
-        two = check_jacobian(matrix_of_vector, dA_dx_flatten, x, C, D, label="approach 2", **kw)
-        j1 = np.asarray(dA_dx_collate(x, C, D))
-        j2 = np.asarray(dA_dx_flatten(x, C, D))
-        # A malformed hand Jacobian (another shape) is a FAIL row here too, not a crash. Judged in
-        # the check's precision: outside it, with 64-bit mode off (the command line), a float64
-        # array's dtype reads as float32.
-        same, problem = judge(
-            j1, j2, what="approach 1", missing="approach 1 is missing", reference="approach 2",
-            rtol=default_tolerances(dtype)[0], dtype=dtype,
-        )  # fmt: skip
-    both = LeafReport(path="approach 1 = approach 2", shape=j2.shape, dtype=str(j2.dtype),
-                      vs_auto=same, problem=problem)  # fmt: skip
-    return GradReport(leaves=(*one.leaves, *two.leaves, both), dtype=one.dtype, loss=one.loss)
-
-
-def dA_dx_entry() -> Example:
-    """Registry entry ``"dA/dx"``: approaches 1 and 2 equal each other, jacfwd, jacrev and FD."""
-    return Example("dA/dx", SOURCE_DA_DX, _dA_dx_check)
-
-
 def models() -> tuple:
     """The entries this module registers (the registry builds them from here; so does the
     mutation test of the backward pass, from a fresh copy of this module)."""
-    return (scalar_f_entry(), least_squares(), df_dA_entry(), dA_dx_entry())
+    return (least_squares(),)

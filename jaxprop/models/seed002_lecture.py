@@ -47,23 +47,12 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxprop.activations import ACTIVATIONS
-from jaxprop.check import GradReport, LeafReport, check_grads
-from jaxprop.core import default_tolerances, judge, precision
-from jaxprop.example import Example
-from jaxprop.losses import LOSSES
-from jaxprop.model import (
-    Model,
-    check_batch_size,
-    check_input,
-    check_param_shapes,
-    check_sizes,
-    random_point,
-    tap,
-)
+from jaxprop.model.contract import Model, tap
+from jaxprop.model.validate import check_batch_size, check_input, check_param_shapes, check_sizes
 from jaxprop.models.seed002_calculus import df_dA
+from jaxprop.nn.activations import ACTIVATIONS
+from jaxprop.nn.losses import LOSSES
 
 __all__ = [
     "NODES",
@@ -74,7 +63,6 @@ __all__ = [
     "dE_dalpha",
     "sgd_step",
     "total_cost",
-    "total_cost_entry",
     "total_cost_grad",
     "two_layer_sigmoid",
     "two_layer_sigmoid_jacobians",
@@ -324,41 +312,7 @@ def sgd_step(params, grads, eta: float):
     return jax.tree.map(lambda theta, g: theta - eta * g, params, grads)
 
 
-def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
-    dt = jnp.dtype(dtype)
-    with precision(dt):
-        params, X, Y = random_point(two_layer_sigmoid(), jax.random.key(seed), batch)
-        params, X, Y = jax.tree.map(lambda a: a.astype(dt), (params, X, Y))
-        report = check_grads(
-            total_cost, total_cost_grad, params, X, Y, dtype=dtype, jit=jit, seed=seed
-        )
-        maybe_jit = jax.jit if jit else (lambda f: f)
-        grads = maybe_jit(total_cost_grad)(params, X, Y)
-        hand = maybe_jit(sgd_step)(params, grads, eta)
-        opt = optax.sgd(eta)
-        updates, _ = opt.update(grads, opt.init(params), params)
-        ref = optax.apply_updates(params, updates)
-    rtol = default_tolerances(dt)[0]
-    leaves = []
-    for key in sorted(params):
-        # A malformed hand gradient (another shape) is a FAIL row here too, not a crash.
-        cmp, problem = judge(
-            hand.get(key), ref[key], what="hand update", missing="missing from the hand update",
-            reference="optax.sgd", rtol=rtol, dtype=dt,
-        )  # fmt: skip
-        r = np.asarray(ref[key])
-        leaves.append(LeafReport(path=f"θ(t+1)/{key}", shape=r.shape, dtype=str(r.dtype),
-                                 vs_auto=cmp, problem=problem))  # fmt: skip
-    return GradReport(leaves=(*report.leaves, *leaves), dtype=report.dtype, loss=report.loss)
-
-
-def total_cost_entry() -> Example:
-    """Registry entry ``"total-cost-sgd"``: ∂E/∂θ = Σ_r ∂E^r/∂θ against jax.grad and finite
-    differences, and the hand update θ − η ∂E/∂θ against one ``optax.sgd(η)`` step."""
-    return Example("total-cost-sgd", SOURCE_TOTAL, _total_cost_check)
-
-
 def models() -> tuple:
     """The entries this module registers (the registry builds them from here; so does the
     mutation test of the backward pass, from a fresh copy of this module)."""
-    return (two_layer_sigmoid_jacobians(), two_layer_sigmoid(), total_cost_entry())
+    return (two_layer_sigmoid_jacobians(), two_layer_sigmoid())

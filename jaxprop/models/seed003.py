@@ -67,9 +67,10 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxprop.activations import Activation, get_activation
-from jaxprop.losses import LOSSES
-from jaxprop.model import Model, check_batch_size, check_input, check_sizes, tap
+from jaxprop.model.contract import Model, tap
+from jaxprop.model.validate import check_batch_size, check_input, check_sizes
+from jaxprop.nn.activations import Activation, get_activation
+from jaxprop.nn.losses import LOSSES
 
 __all__ = ["BACKWARDS", "SOURCE", "neuron_net", "node_names"]
 

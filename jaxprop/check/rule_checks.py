@@ -1,0 +1,519 @@
+"""The checks :func:`jaxprop.check_rule` runs on a rule: reverse and forward against finite
+differences, the dot-product test, integer arguments, jit, vmap and the probes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprop.check import fd
+from jaxprop.check.compare import compare, compare_fd, peak_of
+from jaxprop.check.rule_report import RuleRecord
+from jaxprop.check.tolerance import FD_ERROR_MULTIPLE, is_float, precision, reference_scale
+from jaxprop.check.trees import PyTree, leaf_path, memoised
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _arg_paths(args: tuple) -> list[str]:
+    out = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(args)[0]:
+        head, rest = path[0], path[1:]
+        index = getattr(head, "idx", head)
+        out.append(f"args[{index}]" + (f"/{leaf_path(rest)}" if rest else ""))
+    return out
+
+
+def _out_paths(out: PyTree) -> list[str]:
+    return [
+        "out" + (f"/{leaf_path(p)}" if p else "")
+        for p, _ in jax.tree_util.tree_flatten_with_path(out)[0]
+    ]
+
+
+def _random_like(seed: int, name: str, x: Any) -> jax.Array:
+    """A standard normal array shaped like ``x``, from a generator seeded with ``seed`` and the
+    leaf's name: adding a leaf changes no other leaf's random vectors."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return jnp.asarray(rng.standard_normal(np.shape(x)), jnp.result_type(x))
+
+
+def _vdot(a: Any, b: Any) -> float:
+    return float(np.vdot(np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()))
+
+
+class _Rule:
+    """``f`` as a function of its floating leaves alone (the others held), in a given dtype."""
+
+    def __init__(self, f: Callable, args: tuple, held: set[int] | None = None):
+        self.f = f
+        self.leaves, self.treedef = jax.tree.flatten(args)
+        self.paths = _arg_paths(args)
+        # The argument each leaf belongs to: leaves of held (nondiff) arguments are not traced.
+        owner = [k for k, a in enumerate(args) for _ in jax.tree.leaves(a)]
+        held = held or set()
+        self.where = [
+            i for i, leaf in enumerate(self.leaves) if is_float(leaf) and owner[i] not in held
+        ]
+
+    def floats(self, leaves: list | None = None) -> tuple:
+        leaves = self.leaves if leaves is None else leaves
+        return tuple(leaves[i] for i in self.where)
+
+    def call(self, *floats: Any) -> PyTree:
+        full = list(self.leaves)
+        for i, v in zip(self.where, floats, strict=True):
+            full[i] = v
+        return self.f(*jax.tree.unflatten(self.treedef, full))
+
+
+def _leaf_from_message(message: str) -> str:
+    """The argument a JAX error names ("at output[1] the bwd rule produced …"), or ``""``."""
+    m = re.search(r"at output\[(\d+)\]", message)
+    if m is None:
+        return ""
+    k = int(m.group(1))
+    return f"args[{k}]"
+
+
+@dataclasses.dataclass
+class _FloatReference:
+    """The rule's floating arguments in the dtype the finite differences are taken in."""
+
+    rule: _Rule
+    floats: tuple
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, rule: _Rule, dtype: np.dtype) -> _FloatReference:
+        if dtype != jnp.float64:
+            try:
+                with jax.enable_x64(True):
+                    f64 = tuple(jnp.asarray(v, jnp.float64) for v in rule.floats())
+                    out = rule.call(*f64)
+                if all(
+                    jnp.result_type(o) == jnp.float64 for o in jax.tree.leaves(out) if is_float(o)
+                ):
+                    return cls(rule, f64, jnp.dtype(jnp.float64))
+            except Exception:  # f runs in its own dtype only
+                pass
+        return cls(rule, rule.floats(), jnp.dtype(dtype))
+
+
+def _projected(rule, out_tree, cot_out, float_out) -> Callable:
+    """Σ_o ⟨c_o, f_o(floats)⟩: the scalar whose gradient is the rule's vjp of the cotangents."""
+
+    def g(*floats):
+        outs = jax.tree.leaves(rule.call(*floats))
+        total: Any = 0.0
+        for o, c, isf in zip(outs, cot_out, float_out, strict=True):
+            if isf:
+                total = total + jnp.sum(
+                    jnp.asarray(o, floats[0].dtype) * jnp.asarray(c, floats[0].dtype)
+                )
+        return total
+
+    return g
+
+
+def _fd_runner(fn):
+    """``(base, d, t) -> (fn(base + t d), fn(base − t d))`` over the steps t, compiled once per
+    function: every leaf's probes of one check reuse it."""
+
+    def at(base, d, t):
+        return jnp.ravel(jnp.asarray(fn(*(b + t * di for b, di in zip(base, d, strict=True)))))
+
+    return jax.jit(
+        lambda base, d, t: jax.lax.map(lambda tt: (at(base, d, tt), at(base, d, -tt)), t)
+    )
+
+
+def _fd_estimates(fn, base: tuple, directions: list, dtype) -> fd.Estimate:
+    """Finite differences of ``fn`` (array-valued allowed) along each direction, one per probe;
+    each direction a tuple like ``base`` of perturbations of unit scale."""
+    steps = fd.ladder(np.ones(len(directions)), dtype)
+    K = steps.shape[1]
+    run = memoised(_fd_runner, fn)
+    values_p, values_m = [], []
+    for p, d in enumerate(directions):
+        plus, minus = run(base, d, jnp.asarray(steps[p], dtype))
+        values_p.append(np.asarray(plus))
+        values_m.append(np.asarray(minus))
+    f0 = np.ravel(np.asarray(fn(*base)))
+    plus = np.stack(values_p).reshape(len(directions), K, -1)
+    minus = np.stack(values_m).reshape(len(directions), K, -1)
+    return fd.estimate(f0, plus, minus, steps, dtype, FD_ERROR_MULTIPLE)
+
+
+def _fd_records(rule, ref, projected, hand, seed, dtype, rtol, fd_samples) -> list[RuleRecord]:
+    """Every argument leaf's cotangent against finite differences of the projected output."""
+    records = []
+    paths = [rule.paths[i] for i in rule.where]
+    peak = peak_of(hand.values())
+    rng = np.random.default_rng(seed)
+    with precision(ref.dtype):
+        for k, p in enumerate(paths):
+            if p not in hand:
+                continue
+            h = hand[p]
+            n = h.size
+            if n <= fd_samples:
+                picks = np.arange(n)
+            else:
+                largest = int(np.argmax(np.abs(h)))
+                rest = np.delete(np.arange(n), largest)
+                picks = np.sort(
+                    np.concatenate([[largest], rng.choice(rest, fd_samples - 1, replace=False)])
+                )
+            base = ref.floats
+            leaf64 = np.asarray(base[k], np.float64).ravel()
+            scale_el = fd.element_scale(leaf64[picks], leaf64)
+            dirs = []
+            for j, s in zip(picks, scale_el, strict=True):
+                d = [jnp.zeros_like(b) for b in base]
+                d[k] = jnp.zeros_like(base[k]).ravel().at[j].set(s).reshape(jnp.shape(base[k]))
+                dirs.append(tuple(d))
+            e = _fd_estimates(projected, base, dirs, ref.dtype)
+            value = e.value[:, 0] / scale_el
+            err = e.error[:, 0] / scale_el
+            left, right = e.left[:, 0] / scale_el, e.right[:, 0] / scale_el
+            scale = reference_scale(
+                np.concatenate([value, h.ravel()[picks]]), dtype=dtype, peak=peak
+            )
+            shape = np.shape(rule.leaves[rule.where[k]])
+
+            def index_of(i, picks=picks, shape=shape):
+                return tuple(int(v) for v in np.unravel_index(picks[i], shape)) if shape else ()
+
+            c = compare_fd(
+                "finite differences", h.ravel()[picks], value, err, rtol=rtol, scale=scale,
+                dtype=dtype, left=left, right=right, kink=e.kink[:, 0], index_of=index_of,
+            )  # fmt: skip
+            records.append(RuleRecord(f"reverse {p}", "reverse", p, shape, comparison=c))
+    return records
+
+
+def _dot_product(rule, ref, projected, hand, seed, dtype, rtol) -> list[RuleRecord]:
+    """⟨Jᵀc, t⟩ against d/dε ⟨c, f(x + ε t)⟩ for one random tangent t over every argument."""
+    paths = [rule.paths[i] for i in rule.where]
+    if any(p not in hand for p in paths):
+        return []
+    with precision(ref.dtype):
+        t = tuple(_random_like(seed, "dot " + p, b) for p, b in zip(paths, ref.floats, strict=True))
+        e = _fd_estimates(projected, ref.floats, [t], ref.dtype)
+        lhs = sum(_vdot(hand[p], ti) for p, ti in zip(paths, t, strict=True))
+    size = sum(
+        float(np.sum(np.abs(hand[p] * np.asarray(ti, np.float64))))
+        for p, ti in zip(paths, t, strict=True)
+    )
+    scale = reference_scale(np.asarray([size]), dtype=dtype)
+    c = compare_fd(
+        "finite differences", np.asarray([lhs]), e.value[0], e.error[0], rtol=rtol,
+        scale=scale, dtype=dtype, index_of=lambda k: (),
+    )  # fmt: skip
+    return [RuleRecord("dot-product", "dot-product", "", (), comparison=c)]
+
+
+def _integer_arguments(rule, args, out_tree, cot_out) -> list[RuleRecord]:
+    """Integer and boolean arguments get no cotangent. JAX drops whatever a custom_vjp's bwd
+    returns for them, so a top-level rule's bwd is called directly and its output read."""
+    ints = {i for i, leaf in enumerate(rule.leaves) if i not in rule.where}
+    fwd, bwd = getattr(rule.f, "fwd", None), getattr(rule.f, "bwd", None)
+    if not ints or fwd is None or bwd is None or getattr(rule.f, "nondiff_argnums", None):
+        return []
+    records = []
+    try:
+        _, res = fwd(*args)
+        cots = bwd(res, jax.tree.unflatten(out_tree, cot_out))
+    except Exception as e:
+        return [RuleRecord("types", "types", "", (), problem=_first_line(e))]
+    for k, (arg, c) in enumerate(zip(args, cots, strict=False)):
+        arg_leaves = jax.tree.leaves(arg)
+        if not arg_leaves or any(is_float(v) for v in arg_leaves) or c is None:
+            continue
+        for v in jax.tree.leaves(c):
+            if jnp.result_type(v) != jax.dtypes.float0:
+                records.append(
+                    RuleRecord(
+                        f"types args[{k}]",
+                        "types",
+                        f"args[{k}]",
+                        tuple(np.shape(v)),
+                        problem=f"an integer argument got a {jnp.result_type(v)} cotangent "
+                        "(JAX drops it without a word); return None",
+                    )
+                )
+                break
+    return records
+
+
+def _forward_records(
+    rule, ref, floats, tangents, out, primal_j, jt, cot_out, hand, seed, dtype, rtol
+) -> list[RuleRecord]:
+    records = []
+    out_names = _out_paths(out)
+    for n, a, b in zip(out_names, jax.tree.leaves(primal_j), jax.tree.leaves(out), strict=True):
+        records.append(
+            RuleRecord(
+                f"primal (jvp) {n}",
+                "primal (jvp)",
+                n,
+                tuple(np.shape(b)),
+                comparison=compare("f(*args)", a, b, rtol=rtol, dtype=dtype),
+            )
+        )
+    jt_leaves = jax.tree.leaves(jt)
+    # The jvp against finite differences of f along the same tangent.
+    with precision(ref.dtype):
+        t64 = tuple(jnp.asarray(t, ref.dtype) for t in tangents)
+
+        def flat_out(*x):
+            outs = [o for o in jax.tree.leaves(rule.call(*x)) if is_float(o)]
+            return jnp.concatenate([jnp.ravel(jnp.asarray(o, ref.dtype)) for o in outs])
+
+        e = _fd_estimates(flat_out, ref.floats, [t64], ref.dtype)
+    start = 0
+    for n, o, j in zip(out_names, jax.tree.leaves(out), jt_leaves, strict=True):
+        if not is_float(o):
+            continue
+        size = int(np.size(o))
+        v, err = e.value[0, start : start + size], e.error[0, start : start + size]
+        start += size
+        scale = reference_scale(v, dtype=dtype)
+        c = compare_fd(
+            "finite differences", np.asarray(j, np.float64).ravel(), v, err, rtol=rtol,
+            scale=scale, dtype=dtype,
+        )  # fmt: skip
+        records.append(RuleRecord(f"forward {n}", "forward", n, tuple(np.shape(o)), comparison=c))
+    # Linearity: jvp(a t1 + b t2) = a jvp(t1) + b jvp(t2).
+    t2 = tuple(
+        _random_like(seed + 1, "tangent2 " + rule.paths[i], rule.leaves[i]) for i in rule.where
+    )
+    try:
+        _, j2 = jax.jvp(rule.call, floats, t2)
+        _, j12 = jax.jvp(
+            rule.call, floats, tuple(2.0 * a - 0.5 * b for a, b in zip(tangents, t2, strict=True))
+        )
+        for n, a1, a2, a12 in zip(
+            out_names, jt_leaves, jax.tree.leaves(j2), jax.tree.leaves(j12), strict=True
+        ):
+            expect = 2.0 * np.asarray(a1, np.float64) - 0.5 * np.asarray(a2, np.float64)
+            records.append(
+                RuleRecord(
+                    f"linearity {n}",
+                    "linearity",
+                    n,
+                    tuple(np.shape(a12)),
+                    comparison=compare(
+                        "2 jvp(t1) − ½ jvp(t2)",
+                        np.asarray(a12, np.float64),
+                        expect,
+                        rtol=rtol,
+                        dtype=dtype,
+                    ),
+                )
+            )
+    except Exception as ex:
+        records.append(RuleRecord("linearity", "linearity", "", (), problem=_first_line(ex)))
+    # Consistency of the jvp with the vjp: ⟨c, J t⟩ = ⟨Jᵀc, t⟩.
+    paths = [rule.paths[i] for i in rule.where]
+    if all(p in hand for p in paths):
+        lhs = sum(
+            _vdot(c, j)
+            for c, j, o in zip(cot_out, jt_leaves, jax.tree.leaves(out), strict=True)
+            if is_float(o)
+        )
+        rhs = sum(_vdot(hand[p], t) for p, t in zip(paths, tangents, strict=True))
+        records.append(
+            RuleRecord(
+                "consistency",
+                "consistency",
+                "",
+                (),
+                comparison=compare(
+                    "⟨Jᵀc, t⟩", np.asarray([lhs]), np.asarray([rhs]), rtol=rtol, dtype=dtype
+                ),
+            )
+        )
+    return records
+
+
+def _jit_records(rule, floats, out_tree, cot_out, cots, dtype, rtol) -> list[RuleRecord]:
+    """The rule under jax.jit against the rule eagerly."""
+
+    def vjp_of(*floats):
+        return jax.vjp(rule.call, *floats)[1](jax.tree.unflatten(out_tree, cot_out))
+
+    try:
+        jitted = jax.jit(vjp_of)(*floats)
+    except Exception as e:  # a Python branch on a traced value, say
+        return [RuleRecord("jit", "jit", "", (), problem=_first_line(e))]
+    records = []
+    for i, a, b in zip(rule.where, jitted, cots, strict=True):
+        p = rule.paths[i]
+        if jnp.shape(a) != jnp.shape(b):
+            continue
+        records.append(
+            RuleRecord(
+                f"jit {p}",
+                "jit",
+                p,
+                tuple(np.shape(b)),
+                comparison=compare(
+                    "the rule eagerly",
+                    np.asarray(a, np.float64),
+                    np.asarray(b, np.float64),
+                    rtol=rtol,
+                    dtype=dtype,
+                ),
+            )
+        )
+    return records
+
+
+def _vmap_records(rule, args, seed, dtype, rtol) -> list[RuleRecord]:
+    """Under jax.vmap over a leading batch axis of 3 examples: the primal and the vjp equal the
+    per-example ones; jax.grad of vmap equals vmap of grad where the output is one scalar."""
+    B = 3
+    scales = [1.0, 0.9, 1.1]
+    examples = [tuple(jnp.asarray(v * s, v.dtype) for v in rule.floats()) for s in scales]
+    batched = tuple(jnp.stack([ex[k] for ex in examples]) for k in range(len(rule.where)))
+    records: list[RuleRecord] = []
+    try:
+        out_b = jax.vmap(rule.call)(*batched)
+        outs = [rule.call(*ex) for ex in examples]
+    except Exception as e:
+        return [RuleRecord("vmap", "vmap", "", (), problem=_first_line(e))]
+    out_tree = jax.tree.structure(outs[0])
+    names = _out_paths(outs[0])
+    for k, n in enumerate(names):
+        per = np.stack([np.asarray(jax.tree.leaves(o)[k], np.float64) for o in outs])
+        got = np.asarray(jax.tree.leaves(out_b)[k], np.float64)
+        if got.shape != per.shape:
+            records.append(
+                RuleRecord(
+                    f"vmap {n}",
+                    "vmap",
+                    n,
+                    per.shape[1:],
+                    problem=f"batched output has shape {got.shape}, expected {per.shape}",
+                )
+            )
+            continue
+        records.append(
+            RuleRecord(
+                f"vmap {n}",
+                "vmap",
+                n,
+                per.shape[1:],
+                comparison=compare("per example", got, per, rtol=rtol, dtype=dtype),
+            )
+        )
+    out_leaves = jax.tree.leaves(outs[0])
+    if not all(is_float(o) for o in out_leaves):
+        return records
+    cot = [
+        jnp.stack([_random_like(seed + b, "vmap " + n, o) for b in range(B)])
+        for n, o in zip(names, out_leaves, strict=True)
+    ]
+
+    def vjp_one(floats, c):
+        return jax.vjp(rule.call, *floats)[1](jax.tree.unflatten(out_tree, c))
+
+    try:
+        vb = jax.vmap(vjp_one)(batched, cot)
+        per_vjp = [vjp_one(ex, [c[b] for c in cot]) for b, ex in enumerate(examples)]
+    except Exception as e:
+        return [*records, RuleRecord("vmap (vjp)", "vmap (vjp)", "", (), problem=_first_line(e))]
+    for k, i in enumerate(rule.where):
+        p = rule.paths[i]
+        want = np.stack([np.asarray(pe[k], np.float64) for pe in per_vjp])
+        got = np.asarray(vb[k], np.float64)
+        if got.shape != want.shape:
+            continue
+        records.append(
+            RuleRecord(
+                f"vmap (vjp) {p}",
+                "vmap (vjp)",
+                p,
+                want.shape[1:],
+                comparison=compare("per example", got, want, rtol=rtol, dtype=dtype),
+            )
+        )
+    if len(out_leaves) == 1 and np.size(out_leaves[0]) == 1:
+        try:
+            gv = jax.grad(
+                lambda *b: jnp.sum(jax.vmap(rule.call)(*b)), argnums=tuple(range(len(batched)))
+            )(*batched)
+            vg = jax.vmap(
+                jax.grad(lambda *x: jnp.sum(rule.call(*x)), argnums=tuple(range(len(batched))))
+            )(*batched)
+        except Exception as e:
+            return [
+                *records,
+                RuleRecord("grad-of-vmap", "grad-of-vmap", "", (), problem=_first_line(e)),
+            ]
+        for k, i in enumerate(rule.where):
+            p = rule.paths[i]
+            records.append(
+                RuleRecord(
+                    f"grad-of-vmap {p}",
+                    "grad-of-vmap",
+                    p,
+                    tuple(np.shape(rule.leaves[i])),
+                    comparison=compare(
+                        "vmap of grad",
+                        np.asarray(gv[k], np.float64),
+                        np.asarray(vg[k], np.float64),
+                        rtol=rtol,
+                        dtype=dtype,
+                    ),
+                )
+            )
+    return records
+
+
+def _probe_records(rule, out_tree, cot_out, probes) -> list[RuleRecord]:
+    """At the floating arguments scaled by each probe: where the primal is finite, a non-finite
+    cotangent is a failure."""
+    records = []
+    for s in probes:
+        label = f"probe x{s:g}"
+        scaled = tuple(jnp.asarray(v * s, v.dtype) for v in rule.floats())
+        try:
+            out = rule.call(*scaled)
+            if not all(
+                np.all(np.isfinite(np.asarray(o))) for o in jax.tree.leaves(out) if is_float(o)
+            ):
+                continue  # the primal itself is not finite here: nothing to hold the rule to
+            cots = jax.vjp(rule.call, *scaled)[1](jax.tree.unflatten(out_tree, cot_out))
+        except Exception as e:
+            records.append(RuleRecord(label, label, "", (), problem=_first_line(e)))
+            continue
+        for i, c in zip(rule.where, cots, strict=True):
+            p = rule.paths[i]
+            bad = ~np.isfinite(np.asarray(c, np.float64))
+            records.append(
+                RuleRecord(
+                    f"{label} {p}",
+                    label,
+                    p,
+                    tuple(np.shape(c)),
+                    problem=None
+                    if not bad.any()
+                    else f"cotangent not finite at {int(bad.sum())} of {bad.size} elements, the "
+                    "primal finite",
+                )
+            )
+    return records
