@@ -385,7 +385,8 @@ def run_bench(
         loop and PyTorch, per run; on seed 001's network (``train_steps`` steps, batch 200) and
         on seed 002's K-layer network at ``wide_sizes`` (``wide_steps`` steps, ``wide_batch``).
       wide_sizes: the wider sweep case's layer sizes (``None``: no such case).
-      wide_batch, wide_steps: its batch and SGD steps.
+      wide_batch: the wider sweep case's batch.
+      wide_steps: the wider sweep case's SGD steps.
       torch: time PyTorch eager autograd where ``import torch`` works (the ``bench`` extra).
       progress: called with each case's name as it starts.
 

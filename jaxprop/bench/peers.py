@@ -40,7 +40,8 @@ def numpy_mlp_grad(weights, biases, x, Y, activations, *, layout, loss_scale):
       weights: per layer, (n_out, n_in) for ``layout="A"`` (seed 002's A f + b) or (n_in, n_out)
         for ``layout="w"`` (seed 003's w_jk).
       biases: per layer a (n_out,) array, or ``None`` for no biases.
-      x, Y: (B, n_0) inputs and (B, n_K) targets.
+      x: the (B, n_0) inputs.
+      Y: the (B, n_K) targets.
       activations: per layer a name in ``_NP_ACT``.
       layout: ``"A"`` or ``"w"``.
       loss_scale: c in L = c Σ (f_K − Y)²: 1/B for seed 002's mean ‖y − f_K‖², 1/(B·n_K) for

@@ -125,7 +125,9 @@ def compare(
       dtype: the dtype of the check (default: ``ref``'s).
       scale: the scale, when already computed by :func:`reference_scale`; otherwise it is
         computed from ``ref``, ``peak``, ``terms`` and ``noise`` by that rule.
-      peak, terms, noise: as for :func:`reference_scale`.
+      peak: as for :func:`reference_scale`.
+      terms: as for :func:`reference_scale`.
+      noise: as for :func:`reference_scale`.
       index_of: maps a flat position to the index reported (default: the index in ``ref``'s
         shape).
       allowance: for an inexact reference, each element's absolute allowance (the comparison

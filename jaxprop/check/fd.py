@@ -117,8 +117,10 @@ class Estimate:
     Attributes:
       value: the central estimate, shape (P, ...) (trailing axes: a function with array values).
       error: its estimated absolute error.
-      left, right: the one-sided estimates g₋ and g₊.
-      left_error, right_error: their error estimates.
+      left: the one-sided estimate g₋ (steps to the left).
+      right: the one-sided estimate g₊ (steps to the right).
+      left_error: the error estimate of ``left``.
+      right_error: the error estimate of ``right``.
       kink: where g₋ and g₊ disagree beyond their errors (the function is not differentiable).
       steps: the ladder of every probe, shape (P, levels).
     """

@@ -61,9 +61,20 @@ def check_jacobian(
       jac_fn: ``(primal, *args) -> array`` of shape ``fn(...).shape + primal.shape``.
       primal: the point, one floating-point array.
       *args: further arguments of both (their floating-point leaves are cast to ``dtype``).
-      dtype, rtol, fd, fd_rtol, fd_samples, jit, seed, name, source, raise_on_failure: as for
+      dtype: ``"float64"`` (the default) or ``"float32"``, as for :func:`check_grads`.
+      rtol: tolerance on the relative error against ``jax.jacfwd`` and ``jax.jacrev``; defaults
+        by dtype.
+      fd: whether to compare with central finite differences too.
+      fd_rtol: an extra relative allowance against finite differences, as for
         :func:`check_grads`.
+      fd_samples: the most input elements (columns of the Jacobian) compared by finite
+        differences.
+      jit: run the functions (and the finite differences) under ``jax.jit``.
+      seed: chooses the input elements sampled for finite differences (a non-negative integer).
       label: the leaf name in the report.
+      name: a name for the report.
+      source: a citation for the report.
+      raise_on_failure: raise :class:`GradientCheckError` instead of returning a failing report.
 
     Returns:
       A :class:`GradReport`.

@@ -94,7 +94,10 @@ def check_rule(
       rtol: the tolerance of the exact comparisons (the dtype's default of
         :func:`jaxprop.default_tolerances`).
       fd_samples: the most elements per argument leaf compared with finite differences.
-      jit, vmap: also run the transformation checks.
+      jit: also check the rule under ``jax.jit`` against the rule run eagerly.
+      vmap: also check the rule under ``jax.vmap`` over a leading batch axis against the
+        per-example results, and ``jax.grad`` of ``jax.vmap`` against ``jax.vmap`` of
+        ``jax.grad`` where the output is one scalar per example.
       probes: factors the floating arguments are scaled by for the finiteness probes.
       name: a name for the report (default: ``f``'s).
 

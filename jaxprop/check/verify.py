@@ -40,7 +40,10 @@ def verify_entry(
     Args:
       entry: a :class:`~jaxprop.Model`, or an :class:`~jaxprop.Example` or any other entry with a
         check of its own (:class:`jaxprop.model.SelfChecking`).
-      seed, dtype, jit, batch: as for :func:`verify_model`.
+      seed: as for :func:`verify_model`.
+      dtype: as for :func:`verify_model`.
+      jit: as for :func:`verify_model`.
+      batch: as for :func:`verify_model`.
       nodes: add the node table (a Model with nodes only; an Example has none).
 
     Returns:

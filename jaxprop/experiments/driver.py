@@ -71,7 +71,9 @@ def run_experiment(
       experiment: a name in :data:`EXPERIMENTS` or an :class:`Experiment`.
       grad: ``"manual"``, ``"auto"``, ``"bridge"`` (jax.grad through the hand rule,
         :func:`jaxprop.custom_vjp`) or ``"both"`` (manual and auto).
-      optimizer, lr, steps: override the experiment's defaults.
+      optimizer: ``"sgd"``, ``"momentum"`` or ``"adam"``, overriding the experiment's default.
+      lr: the learning rate, overriding the experiment's default.
+      steps: optimizer steps, overriding the experiment's default.
       batch_size: examples per step, at most the number of training examples; ``None`` for the
         full batch; ``"default"``: the experiment's (the full batch if that is larger than
         ``data``).

@@ -108,9 +108,15 @@ def run_sweep(
       lrs: the learning rates (default: the experiment's one).
       grad: ``"manual"``, ``"auto"``, ``"bridge"`` or ``"both"`` (manual and auto, and the drift
         between them).
-      optimizer, steps, batch_size, dtype, out, plots, data, progress: as for
-        :func:`~jaxprop.experiments.run_experiment`.
+      optimizer: as for :func:`~jaxprop.experiments.run_experiment`.
+      steps: as for :func:`~jaxprop.experiments.run_experiment`.
+      batch_size: as for :func:`~jaxprop.experiments.run_experiment`.
       seed: the first seed.
+      dtype: as for :func:`~jaxprop.experiments.run_experiment`.
+      out: as for :func:`~jaxprop.experiments.run_experiment`.
+      plots: as for :func:`~jaxprop.experiments.run_experiment`.
+      data: as for :func:`~jaxprop.experiments.run_experiment`.
+      progress: as for :func:`~jaxprop.experiments.run_experiment`.
 
     Returns:
       The metrics: ``runs`` (per source, per run: seed, lr, final loss, test loss and accuracy,

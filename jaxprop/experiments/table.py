@@ -70,7 +70,10 @@ class Experiment:
       data: ``() -> Dataset``.
       task: ``"classification"`` (accuracy from the argmax of the output) or ``"regression"``.
       sizes: keyword arguments of ``model.init`` (besides the key and dtype).
-      optimizer, lr, steps, batch_size: the defaults (``batch_size=None``: full batch).
+      optimizer: the default optimizer (``"sgd"``, ``"momentum"`` or ``"adam"``).
+      lr: the default learning rate.
+      steps: the default number of optimizer steps.
+      batch_size: the default batch size (``None``: full batch).
       init: ``(model, key, dtype) -> params`` when ``model.init(key, **sizes, dtype=dtype)`` does
         not fit.
       plot: an extra figure: ``"decision_boundary"`` (2-D inputs, 2 classes) or ``"fit"`` (1-D

@@ -161,7 +161,8 @@ def dE_dalpha(params, f0, Y, layer: int, i: int, j: int):
       f0: one input X, shape (n0,).
       Y: its target, shape (n2,).
       layer: 0 (α ∈ A0, path (4)) or 1 (α ∈ A1, path (3)).
-      i, j: the row and column of α in A_layer, 0 ≤ i, j < its shape.
+      i: the row of α in A_layer, 0 ≤ i < its number of rows.
+      j: the column of α in A_layer, 0 ≤ j < its number of columns.
 
     Raises:
       ValueError: for a layer other than 0 or 1, an index outside A_layer (naming its shape), or

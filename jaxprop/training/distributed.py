@@ -253,9 +253,15 @@ def train(
     parameters are replicated global arrays (``np.asarray`` reads them on any process).
 
     Args:
+      params: as for :func:`jaxprop.train`.
+      x: as for :func:`jaxprop.train`, or a global array.
+      Y: as for :func:`jaxprop.train`, or a global array.
+      optimizer: as for :func:`jaxprop.train`.
       mesh: a mesh with a ``"batch"`` axis over all processes' devices (default
         :func:`global_mesh`).
-      other arguments: as :func:`jaxprop.train`.
+      test_data: as for :func:`jaxprop.train`, each array possibly a global array.
+      progress: as for :func:`jaxprop.train`; shown on process 0 only.
+      **kwargs: the other keyword arguments of :func:`jaxprop.train`.
     """
     mesh = global_mesh() if mesh is None else mesh
     if jax.process_index() != 0:

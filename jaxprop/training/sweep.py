@@ -120,15 +120,24 @@ def train_sweep(
 
     Args:
       params: the initial parameters of every run: each leaf with a leading axis of runs.
-      x, Y: the training examples, shared by the runs (see :func:`train`).
+      x: the training inputs, shared by the runs (see :func:`train`).
+      Y: the training labels, shared by the runs.
       optimizer: an ``optax.GradientTransformation`` for every run, or, with
         ``learning_rates``, a function of ``learning_rate`` returning one (``optax.adam``):
         it is wrapped in ``optax.inject_hyperparams`` so that each run has its own rate.
       steps: optimizer steps per run.
       seeds: the batch-order seed of each run (one per run).
       learning_rates: one per run, or ``None``.
-      model, grad_source, loss_fn, grad_fn, value_and_grad_fn, batch_size, chunk_size, progress,
-        description, test_data: as for :func:`train`.
+      model: as for :func:`train`.
+      grad_source: as for :func:`train`.
+      loss_fn: as for :func:`train`.
+      grad_fn: as for :func:`train`.
+      value_and_grad_fn: as for :func:`train`.
+      batch_size: as for :func:`train`.
+      chunk_size: as for :func:`train`.
+      progress: as for :func:`train`.
+      description: as for :func:`train`.
+      test_data: as for :func:`train`.
       callback: ``callback(step, metrics)`` after every chunk; ``metrics`` holds ``"loss"``
         (a list of floats, one per run) and, with test data, ``"test_loss"`` (likewise).
       keep_params: keep every run's parameters after each chunk (``snapshots``), to follow how
