@@ -36,6 +36,12 @@ class _Targets:
         self.package = package
         self.public = {f"jaxprop.{name}": f"{module}.{name}" for name, module in names.items()}
         self.canonical = {f"{module}.{name}": f"jaxprop.{name}" for name, module in names.items()}
+        # A subpackage re-exports its modules' public names (``jaxprop.check.check_grads`` for
+        # ``jaxprop.check.grads.check_grads``): those paths lead to the same entries.
+        for name, module in names.items():
+            parts = module.split(".")
+            for k in range(2, len(parts)):
+                self.canonical.setdefault(".".join(parts[:k]) + f".{name}", f"jaxprop.{name}")
 
     def resolve(self, target: str, context: list[str]) -> str | None:
         target = target.strip().removesuffix("()")

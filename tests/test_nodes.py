@@ -59,6 +59,7 @@ import jaxprop.cli
 import jaxprop.registry
 from jaxprop import Model, check_grads, check_nodes, random_point
 from jaxprop.check import leaf_path
+from jaxprop.teach.source import _called, stored_items
 
 SCALE = 1.5
 CHANGED, UNCHANGED = 1e-6, 1e-12  # relative change of a node or leaf: changed / unchanged
@@ -100,22 +101,6 @@ def _point(name: str):
     model = jaxprop.get_model(name)
     point = random_point(model, jax.random.key(0), batch=3)
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), point)
-
-
-def _called(fn, module: types.ModuleType) -> set[int]:
-    """The first lines of the functions of ``module`` that ``fn()`` calls."""
-    lines: set[int] = set()
-
-    def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_filename == module.__file__:
-            lines.add(frame.f_code.co_firstlineno)
-
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return lines
 
 
 def _backward_functions(model: Model, module: types.ModuleType, tree: ast.Module):
@@ -182,16 +167,8 @@ def _static_roles(fns, node_names, param_names):
                         if isinstance(v, ast.Name):
                             to_leaf[v.id] = k
                     continue
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                t, v = node.targets[0], node.value
-                if isinstance(t, ast.Tuple) and isinstance(v, ast.Tuple):
-                    pairs = [
-                        (ti.slice, vi)
-                        for ti, vi in zip(t.elts, v.elts, strict=True)
-                        if isinstance(ti, ast.Subscript)
-                    ]
-                elif isinstance(t, ast.Subscript):
-                    pairs = [(t.slice, v)]
+            else:
+                pairs = stored_items(node)
             for key, value in pairs:
                 pattern = _key_pattern(key)
                 if is_node(pattern) and isinstance(value, ast.Name):

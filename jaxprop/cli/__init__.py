@@ -18,10 +18,12 @@ written: a run that fails on its options leaves no directory behind).
 
 ``jaxprop errata`` shows each slip of the source documents failing at its node: for every formula
 recorded in docs/errata.md it runs the as-printed backward variant and the corrected one of
-:mod:`jaxprop.errata` through the node and gradient checks (float64) and prints one row per slip
-(document, equation, as printed, corrected, the node or leaf where the as-printed variant fails,
-its error, whether the corrected form passes); ``--json`` for the same as JSON, ``--doc`` to pick
-documents. Exit status 0 when every slip behaves as recorded, 1 otherwise, 2 for bad options.
+:mod:`jaxprop.errata` through the node and gradient checks (float64) and prints a table, one row
+per slip (the verdict, the node or leaf where the as-printed variant fails, its error, whether the
+corrected form passes and every case is as recorded), then each slip's details (document,
+equation, as printed, corrected, diagnosis, every case), no line over 100 characters; ``--json``
+for the same as JSON, ``--doc`` to pick documents. Exit status 0 when every slip behaves as
+recorded, 1 otherwise, 2 for bad options.
 
 ``jaxprop exercise NAME --out FILE`` writes an exercise: a built-in model's forward pass and its
 backward pass with one TODO per node (``--solution`` for the answer key); ``jaxprop grade FILE``

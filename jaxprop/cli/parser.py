@@ -10,6 +10,8 @@ import inspect
 import math
 import os
 import textwrap
+from collections.abc import Callable
+from typing import Any
 
 from jaxprop.cli.commands import (
     _bench,
@@ -29,39 +31,32 @@ def _activation_list(text: str) -> list[str]:
     return names
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _number(name: str, convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool]):
+    """An argument type: ``convert(text)``, kept where ``ok``; else "must be WHAT, got TEXT"."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+_positive_int = _number("_positive_int", int, "a positive integer", lambda v: v >= 1)
+_nonnegative_int = _number("_nonnegative_int", int, "a non-negative integer", lambda v: v >= 0)
+_positive_float = _number(
+    "_positive_float", float, "a positive number", lambda v: math.isfinite(v) and v > 0
+)
 
 
 def _document(text: str) -> str:
     """A source document's number as the seeds name it: ``1`` and ``001`` are both ``001``."""
     return text.zfill(3) if text.isdigit() and len(text) <= 3 else text
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _rates(text: str) -> list[float]:

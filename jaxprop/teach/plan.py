@@ -27,6 +27,7 @@ from jaxprop.teach.source import (
     _matches,
     _references,
     _Source,
+    stored_items,
 )
 
 # Models whose node adjoints are written per neuron in helper functions: the blanks are those
@@ -258,16 +259,8 @@ def _blanks(plan: _Plan, nodes: Sequence[str]) -> list[_Blank]:
                 pairs: list[tuple[ast.expr, ast.expr]] = []
                 if isinstance(n, ast.Dict) and n.keys and all(n.keys):
                     pairs = list(zip(n.keys, n.values, strict=True))  # type: ignore[arg-type]
-                elif isinstance(n, ast.Assign) and len(n.targets) == 1:
-                    t, v = n.targets[0], n.value
-                    if isinstance(t, ast.Tuple) and isinstance(v, ast.Tuple):
-                        pairs = [
-                            (ti.slice, vi)
-                            for ti, vi in zip(t.elts, v.elts, strict=True)
-                            if isinstance(ti, ast.Subscript)
-                        ]
-                    elif isinstance(t, ast.Subscript):
-                        pairs = [(t.slice, v)]
+                else:
+                    pairs = stored_items(n)
                 for key, value in pairs:
                     found = _key_label(key)
                     if found is None or not any(_matches(found, n) for n in nodes):

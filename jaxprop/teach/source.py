@@ -49,6 +49,21 @@ class _Source:
         return line in self.comments and not self.lines[line - 1][: self.comments[line][0]].strip()
 
 
+def stored_items(node: ast.AST) -> list[tuple[ast.expr, ast.expr]]:
+    """The (key, value) pairs a statement stores by subscript: ``d[k] = v`` gives ``[(k, v)]``,
+    ``d[a], d[b] = x, y`` gives ``[(a, x), (b, y)]``; anything else ``[]``."""
+    if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+        return []
+    t, v = node.targets[0], node.value
+    if isinstance(t, ast.Tuple) and isinstance(v, ast.Tuple):
+        return [
+            (ti.slice, vi)
+            for ti, vi in zip(t.elts, v.elts, strict=True)
+            if isinstance(ti, ast.Subscript)
+        ]
+    return [(t.slice, v)] if isinstance(t, ast.Subscript) else []
+
+
 def _called(fn: Callable[[], Any], module: types.ModuleType) -> set[int]:
     """The first lines of the functions of ``module`` that ``fn()`` calls."""
     lines: set[int] = set()
