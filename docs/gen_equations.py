@@ -533,14 +533,15 @@ def uncited(doc: str, citations: Sequence[Citation]) -> list[str]:
 
 def errata_table(doc: str, slips: Sequence, errata_md: str, page: str) -> str:
     """The entries of ``jaxprop.errata`` for ``doc``, each linked to its section of errata.md
-    (found by its heading ``### KEY: …``)."""
+    (found by its heading ``### KEY: … { #KEY }``: the id the heading gives itself, or the slug
+    of its text where it gives none)."""
     from markdown.extensions.toc import slugify
 
     headings = {}
     for line in errata_md.splitlines():
-        m = re.match(r"### (\S+?): (.*)$", line)
+        m = re.match(r"### (\S+?): (.*?)(?: \{ #(\S+) \})?$", line)
         if m:
-            headings[m.group(1)] = slugify(line[4:].strip(), "-")
+            headings[m.group(1)] = m.group(3) or slugify(line[4:].strip(), "-")
     up = "../" * page.count("/")
     rows = ["| entry | equation | as printed | corrected |", "| --- | --- | --- | --- |"]
     for s in slips:

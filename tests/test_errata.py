@@ -181,6 +181,64 @@ def test_the_page_separates_slips_remarks_and_lists_every_entry(results):
     assert render.summary(results) in DOC_TEXT
 
 
+def _summary_rows() -> list[list[str]]:
+    """The cells of docs/errata.md's summary table, the header row first."""
+    lines = [line for line in _section("Summary").splitlines() if line.startswith("|")]
+    assert lines and set(lines[1].replace("|", "").split()) == {"---"}, lines[:2]
+    # A cell's own "|" is escaped; split on the others.
+    return [
+        [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        for line in lines[:1] + lines[2:]
+    ]
+
+
+def test_the_summary_is_a_table_of_a_few_short_columns_linked_to_the_entries(results):
+    header, *rows = _summary_rows()
+    assert len(header) <= 5, header
+    assert header[0] == "entry" and "verdict" in header
+    assert len(rows) == len(results)
+    for r, row in zip(results, rows, strict=True):
+        s = r.slip
+        assert len(row) == len(header), row
+        assert max(len(c) for c in row[1:]) <= 40, row  # short cells: the rest is in the entry
+        assert row[0] == f"[`{s.key}`](#{s.key})", row
+        assert row[header.index("verdict")] == r.verdict
+        # The link's target is the entry's heading, which keeps the whole equation name.
+        assert f"\n### {s.key}: {errata.DOCS[s.doc]}, {s.where} {{ #{s.key} }}\n" in DOC_TEXT
+        # What left the table is in the entry's section.
+        entry = DOC_TEXT.split(f"### {s.key}:", 1)[1].split("\n### ", 1)[0]
+        for text in (s.printed, s.corrected, s.holds_when or "never", s.fails_when):
+            assert text in entry, (s.key, text)
+        assert f"`; {'passes both checks' if r.corrected_passes else '**FAILS**'}" in entry
+
+
+def test_the_terminal_table_fits_100_columns_and_keeps_every_detail(results):
+    text = errata.format_table(results)
+    lines = text.splitlines()
+    assert render.WIDTH == 100
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    header = next(i for i, line in enumerate(lines) if line.startswith("slip "))
+    table = lines[header : header + 1 + len(results)]
+    assert [line.split()[0] for line in table[1:]] == [r.slip.key for r in results]
+    assert len(re.split(r"\s{2,}", table[0].strip())) <= 6, table[0]  # a few short columns
+
+    def flat(text: str) -> str:  # the details wrap: compare with the line breaks undone
+        return re.sub(r"\s+", " ", text)
+
+    details = flat(text)
+    for r in results:
+        s = r.slip
+        assert flat(f"{s.key}: {errata.DOCS[s.doc]}, {s.where}") in details, s.key
+        for label, said in (
+            ("as printed", s.printed),
+            ("corrected", s.corrected),
+            ("diagnosis", f"{r.diagnosis.kind}: {r.diagnosis.message}"),
+        ):
+            assert flat(f"{label}: {said}") in details, (s.key, label)
+        for c in r.cases:
+            assert flat(f"{c.outcome}: {render.case_line(c, s)}") in details, (s.key, c.outcome)
+
+
 def test_logistic_regression_is_a_remark_not_a_slip():
     (m,) = [m for m in errata.REMARKS if "logistic regression" in m.quote]
     assert (m.doc, m.kind) == ("000", "terminology")
@@ -204,7 +262,10 @@ def test_a_misbehaving_case_is_reported_not_hidden(results):
     r = results[0]
     wrong = dataclasses.replace(r, slip=dataclasses.replace(r.slip, node="y_hat"))
     assert not wrong.as_expected and r.as_expected
-    assert "NO (expected node y_hat)" in errata.format_table([wrong])
+    table = errata.format_table([wrong])
+    assert "NO (expected node y_hat)" in table
+    (row,) = [line for line in table.splitlines() if line.startswith(f"{r.slip.key} ")]
+    assert row.split()[-1] == "NO", row
     flipped = tuple(
         dataclasses.replace(c, case=dataclasses.replace(c.case, expect="fails"))
         if c.case.expect == "holds"
@@ -254,6 +315,7 @@ def test_cli_doc_filters(results, capsys):
     assert "002-5.53" in out and "leaf st" in out and "000-db" not in out
     assert "holds:" in out and "cannot-form:" in out
     assert "1 of 1 slips behave as recorded" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
     # The document's number as a person types it: 1 is 001.
     assert main(["errata", "--doc", "1", "--json"]) == 0
     assert {e["doc"] for e in json.loads(capsys.readouterr().out)["slips"]} == {"001"}

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jaxprop.errata import evidence
 from jaxprop.errata.slip import DOCS, CaseResult, Result, Slip
 
-__all__ = ["case_line", "format_table", "markdown", "summary"]
+__all__ = ["WIDTH", "case_line", "format_table", "markdown", "summary"]
 
 
 def _table(rows, header) -> str:
@@ -44,6 +45,15 @@ _INTRO = [
     "`tests/test_errata.py` asserts all of this.",
     "",
 ]
+
+_SUMMARY_NOTE = (
+    "An entry's prefix is its document (000-003; its section names the file). *As printed fails "
+    "at*: the first failing node, in backward order, of the entry's as-printed variant (or the "
+    "parameter leaf whose gradient is wrong, every node passing), in the failing case whose "
+    "tables its section shows, outside the document's case for a formula right in it; the "
+    "diagnosis is of that failure. Each entry's section below has the formula as printed and "
+    "corrected, when it holds and when it fails, the evidence of every case, and the checks."
+)
 
 _CORRECT_FORMS = (
     "The 000 forms `dc = g′(ŷ) dL`, `dW = db xᵀ` and `dU = dc hᵀ`, the 001 eqs (1)-(4), (8), "
@@ -93,40 +103,50 @@ def case_line(c: CaseResult, slip: Slip) -> str:
     return f"{head}: fails at {what} `{at}`, {figure}{said}"
 
 
+_SHORT = 32  # the longest equation name the summary shows whole
+
+
+def _short_where(where: str) -> str:
+    """The equation's name cut to a summary cell: up to its first ", " or " (" where it is long,
+    then at a word, with "…" where anything was cut; the whole name heads the entry's section."""
+    short = where
+    for sep in (", ", " ("):
+        if len(short) > _SHORT:
+            short = short.split(sep, 1)[0]
+    while len(short) > _SHORT and " " in short:
+        short = short.rsplit(" ", 1)[0]
+    return short if short == where else short + " …"
+
+
+def _fails_at(r: Result) -> str:
+    """Where the as-printed variant fails: ``node z2``, ``leaf W``, or ``nothing``."""
+    fails = r.fails_at
+    return (
+        "nothing" if fails is None else f"{'node' if r.slip.node is not None else 'leaf'} {fails}"
+    )
+
+
 def summary(results: Sequence[Result]) -> str:
-    """The summary table of docs/errata.md: one row per formula (document, equation, as printed,
-    the verdict, when it holds, when it fails, the diagnosis of its as-printed variant, whether
-    the corrected form passes); no floating-point figures."""
+    """The summary table of docs/errata.md: one row per formula, five short cells (the entry,
+    linked to its section; the equation, cut short; the verdict; the node or leaf where the
+    as-printed variant fails; its diagnosis' kind); no floating-point figures. The rest, the
+    formula as printed and corrected, when it holds and fails, the evidence, is in the entry's
+    section (:func:`markdown`)."""
     rows = []
     for r in results:
         s = r.slip
+        at = _fails_at(r)
+        kind, _, name = at.partition(" ")
         rows.append(
             (
-                f"`{s.key}`",
-                s.doc,
-                s.where,
-                s.printed,
+                f"[`{s.key}`](#{s.key})",
+                _short_where(s.where),
                 r.verdict,
-                s.holds_when or "never",
-                s.fails_when,
+                f"{kind} `{name}`" if name else at,
                 _diagnosis_kind(r),
-                "yes" if r.corrected_passes else "NO",
             )
         )
-    return _table(
-        rows,
-        (
-            "entry",
-            "doc",
-            "equation",
-            "as printed",
-            "verdict",
-            "holds when",
-            "fails when",
-            "diagnosis",
-            "corrected passes",
-        ),
-    )
+    return _table(rows, ("entry", "equation", "verdict", "as printed fails at", "diagnosis"))
 
 
 def _entry(r: Result) -> list[str]:
@@ -136,11 +156,12 @@ def _entry(r: Result) -> list[str]:
     doc = r.document_case
     d = r.diagnosis
     out = [
-        f"### {s.key}: {DOCS[s.doc]}, {s.where}",
+        f"### {s.key}: {DOCS[s.doc]}, {s.where} {{ #{s.key} }}",
         "",
         f"- Verdict: **{r.verdict}**. The document's case: {s.document}.",
         f"- As printed: `{s.printed}`",
-        f"- Corrected: `{s.corrected}`",
+        f"- Corrected: `{s.corrected}`; "
+        + ("passes both checks." if r.corrected_passes else "**FAILS** the checks."),
         f"- Holds when: {s.holds_when or 'never'}.",
     ]
     if holds:
@@ -201,7 +222,7 @@ def markdown(results: Sequence[Result]) -> str:
     Returns:
       The markdown text, without the final newline.
     """
-    out = [*_INTRO, "## Summary", "", summary(results), ""]
+    out = [*_INTRO, "## Summary", "", summary(results), "", _SUMMARY_NOTE, ""]
     slips = [r for r in results if r.verdict == "slip"]
     right = [r for r in results if r.verdict != "slip"]
     out += ["## Slips: the printed formula fails in the case the document treats", ""]
@@ -249,63 +270,95 @@ def _error_text(r: Result) -> str:
     return "-" if rel is None else f"{rel:.2e}"
 
 
-def format_table(results: Sequence[Result]) -> str:
-    """The terminal table of ``jaxprop errata``: one row per formula, then its cases.
+WIDTH = 100  #: the terminal table's width: rows and detail lines are at most this long
 
-    Each row: the entry, the document, the equation, the verdict, where the as-printed variant
-    fails (the first failing node, or the failing parameter leaf), its relative error there
-    against ``jax.grad``, the diagnosis' kind, whether the corrected form passes, and whether
-    every case behaves as recorded. Under it: the formula as printed, as corrected, and each
-    case with what it gave.
+_LABEL = 13  # the width of a detail line's label, "cannot-form: " the longest
+
+
+def _detail(label: str, text: str, tail: str = "") -> list[str]:
+    """One detail line under a row, ``    label: text``, wrapped to :data:`WIDTH` with the text's
+    lines aligned after the label; ``tail`` (a mark such as ``<- expected fails``) is kept whole
+    on the last line, or on a line of its own where it does not fit there."""
+    indent = " " * (4 + _LABEL)
+    lines = textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=f"    {label + ':':{_LABEL}s}",
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    if tail:
+        if len(lines[-1]) + 2 + len(tail) <= WIDTH:
+            lines[-1] += "  " + tail
+        else:
+            lines.append(indent + tail)
+    return lines
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """The terminal table of ``jaxprop errata``: one row per formula, then each formula's
+    details; no line is longer than :data:`WIDTH`.
+
+    Each row: the entry, the verdict, where the as-printed variant fails (the first failing
+    node, or the failing parameter leaf), its relative error there against ``jax.grad``, whether
+    the corrected form passes, and whether every case behaves as recorded. After the table, for
+    each entry, under its document and equation, indented and wrapped: the formula as printed,
+    as corrected, the diagnosis, the variant's problem where it is not a figure (a wrong shape),
+    each case with what it gave, and what was expected where something is not as recorded.
 
     Args:
       results: from :func:`jaxprop.errata.run`.
     """
-    header = (
-        "slip",
-        "doc",
-        "equation",
-        "verdict",
-        "as printed fails at",
-        "rel error",
-        "diagnosis",
-        "corrected",
-        "as recorded",
-    )
-    rows = []
-    for r in results:
-        s = r.slip
-        fails = r.fails_at
-        at = "nothing" if fails is None else f"{'node' if s.node is not None else 'leaf'} {fails}"
-        recorded = "yes" if r.as_expected else f"NO (expected {s.expected_at})"
-        rows.append(
-            (
-                s.key,
-                s.doc,
-                s.where,
-                r.verdict,
-                at,
-                _error_text(r),
-                _diagnosis_kind(r),
-                "passes" if r.corrected_passes else "FAILS",
-                recorded,
-            )
+    header = ("slip", "verdict", "fails at", "rel error", "corrected", "as recorded")
+    rows = [
+        (
+            r.slip.key,
+            r.verdict,
+            _fails_at(r),
+            _error_text(r),
+            "passes" if r.corrected_passes else "FAILS",
+            "yes" if r.as_expected else "NO",
         )
+        for r in results
+    ]
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
 
     def line(cells):
         return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    docs = ", ".join(f"{k} = {v}" for k, v in DOCS.items() if any(r.slip.doc == k for r in results))
-    out = [f"documents (../shared/seeds): {docs}", "", line(header)]
-    for r, row in zip(results, rows, strict=True):
-        out.append(line(row))
-        out.append(f"    as printed: {r.slip.printed}")
-        out.append(f"    corrected:  {r.slip.corrected}")
+    docs = [f"{k} = {v}" for k, v in DOCS.items() if any(r.slip.doc == k for r in results)]
+    out = ["documents (../shared/seeds):"]
+    for i, pair in enumerate(docs):  # a pair "000 = file" is never split across lines
+        piece = pair + ("," if i < len(docs) - 1 else "")
+        if len(out[-1]) + 1 + len(piece) <= WIDTH:
+            out[-1] += " " + piece
+        else:
+            out.append("    " + piece)
+    out += textwrap.wrap(
+        "fails at: where the as-printed variant fails (node or parameter leaf); rel error: its "
+        "relative error there against jax.grad; as recorded: every case gives what the entry "
+        "records",
+        WIDTH,
+        subsequent_indent="    ",
+    )
+    out += ["", line(header), *map(line, rows)]
+    for r in results:
+        s = r.slip
+        d = r.diagnosis
+        out += [
+            "",
+            *textwrap.wrap(f"{s.key}: {DOCS[s.doc]}, {s.where}", WIDTH, subsequent_indent="  "),
+        ]
+        out += _detail("as printed", s.printed)
+        out += _detail("corrected", s.corrected)
+        out += _detail("diagnosis", "-" if d is None else f"{d.kind}: {d.message}")
         _, problem = r.error()
         if problem is not None:
-            out.append(f"    error:      {problem}")
+            out += _detail("error", problem)
         for c in r.cases:
-            mark = "" if c.as_expected(r.slip) else f"  <- expected {c.case.expect}"
-            out.append(f"    {c.outcome + ':':13s}{case_line(c, r.slip)}{mark}")
+            mark = "" if c.as_expected(s) else f"<- expected {c.case.expect}"
+            out += _detail(c.outcome, case_line(c, s), mark)
+        if not r.as_expected:
+            out += _detail("as recorded", f"NO (expected {s.expected_at})")
     return "\n".join(out)
