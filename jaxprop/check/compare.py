@@ -329,8 +329,17 @@ def judge(
 
 
 def peak_of(refs: Iterable[Any]) -> float:
-    """The largest ``max |ref|`` over the leaves of one check (item 4 of the scale rule)."""
-    return max((max_abs(r) for r in refs), default=0.0)
+    """The largest ``max |ref|`` over the leaves of one check (item 4 of the scale rule), over
+    their finite elements: an overflowed or NaN element sets no floor (it fails on its own)."""
+    peaks = []
+    for r in refs:
+        a = np.asarray(r)
+        if a.size and np.issubdtype(a.dtype, np.number):
+            finite = a[np.isfinite(a)]
+            peaks.append(max_abs(finite))
+        else:
+            peaks.append(max_abs(a))
+    return max(peaks, default=0.0)
 
 
 def relative_difference(a: Any, b: Any) -> np.ndarray:

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop.check import fd
-from jaxprop.check.compare import compare, compare_fd, peak_of
+from jaxprop.check.compare import compare, compare_fd, mismatch, peak_of
+from jaxprop.check.diagnosis import Diagnosis, diagnose
 from jaxprop.check.rule_report import RuleRecord
 from jaxprop.check.tolerance import FD_ERROR_MULTIPLE, is_float, precision, reference_scale
 from jaxprop.check.trees import PyTree, leaf_path, memoised
@@ -76,6 +77,16 @@ class _Rule:
         for i, v in zip(self.where, floats, strict=True):
             full[i] = v
         return self.f(*jax.tree.unflatten(self.treedef, full))
+
+
+def _consistent(what: str, a, b, *, rtol, dtype):
+    """``a`` against ``b`` for a check of the rule against itself (eager, jit, vmap): where both
+    are the same non-finite value (an overflow the rule has either way) they agree."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape == b.shape:
+        same = (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
+        a, b = np.where(same, 0.0, a), np.where(same, 0.0, b)
+    return compare(what, a, b, rtol=rtol, dtype=dtype)
 
 
 def _leaf_from_message(message: str) -> str:
@@ -156,12 +167,34 @@ def _fd_estimates(fn, base: tuple, directions: list, dtype) -> fd.Estimate:
     return fd.estimate(f0, plus, minus, steps, dtype, FD_ERROR_MULTIPLE)
 
 
-def _fd_records(rule, ref, projected, hand, seed, dtype, rtol, fd_samples) -> list[RuleRecord]:
+def _leaf_fd(projected, ref, k: int, picks: np.ndarray):
+    """Finite differences of the projected output along coordinate ``picks`` of float leaf
+    ``k``: (value, error, left, right, kink), each per pick."""
+    base = ref.floats
+    leaf64 = np.asarray(base[k], np.float64).ravel()
+    scale_el = fd.element_scale(leaf64[picks], leaf64)
+    dirs = []
+    for j, s in zip(picks, scale_el, strict=True):
+        d = [jnp.zeros_like(b) for b in base]
+        d[k] = jnp.zeros_like(base[k]).ravel().at[j].set(s).reshape(jnp.shape(base[k]))
+        dirs.append(tuple(d))
+    e = _fd_estimates(projected, base, dirs, ref.dtype)
+    value, error, left, right = (v[:, 0] / scale_el for v in (e.value, e.error, e.left, e.right))
+    return value, error, left, right, e.kink[:, 0]
+
+
+# A failing cotangent is diagnosed against the finite differences of every element, for a leaf
+# of at most this many elements (the others on their sampled elements).
+DIAGNOSE_UP_TO = 256
+
+
+def _fd_records(rule, ref, projected, hand, seed, dtype, options, fd_samples) -> list[RuleRecord]:
     """Every argument leaf's cotangent against finite differences of the projected output."""
     records = []
     paths = [rule.paths[i] for i in rule.where]
     peak = peak_of(hand.values())
     rng = np.random.default_rng(seed)
+    full: dict[str, np.ndarray] = {}  # a leaf's reference at every element, where computed
     with precision(ref.dtype):
         for k, p in enumerate(paths):
             if p not in hand:
@@ -176,32 +209,62 @@ def _fd_records(rule, ref, projected, hand, seed, dtype, rtol, fd_samples) -> li
                 picks = np.sort(
                     np.concatenate([[largest], rng.choice(rest, fd_samples - 1, replace=False)])
                 )
-            base = ref.floats
-            leaf64 = np.asarray(base[k], np.float64).ravel()
-            scale_el = fd.element_scale(leaf64[picks], leaf64)
-            dirs = []
-            for j, s in zip(picks, scale_el, strict=True):
-                d = [jnp.zeros_like(b) for b in base]
-                d[k] = jnp.zeros_like(base[k]).ravel().at[j].set(s).reshape(jnp.shape(base[k]))
-                dirs.append(tuple(d))
-            e = _fd_estimates(projected, base, dirs, ref.dtype)
-            value = e.value[:, 0] / scale_el
-            err = e.error[:, 0] / scale_el
-            left, right = e.left[:, 0] / scale_el, e.right[:, 0] / scale_el
-            scale = reference_scale(
-                np.concatenate([value, h.ravel()[picks]]), dtype=dtype, peak=peak
-            )
             shape = np.shape(rule.leaves[rule.where[k]])
+            if not np.all(np.isfinite(h)):
+                problem = _not_finite(hand, [p])
+                records.append(RuleRecord(f"reverse {p}", "reverse", p, shape, problem=problem))
+                continue
+            value, err, left, right, kink = _leaf_fd(projected, ref, k, picks)
+            if len(picks) == n:
+                full[p] = value
+            rtol = options.rtol_of(p)
+            # An overflowed difference sets no scale: it is inconclusive on its own.
+            both = np.concatenate([value, h.ravel()[picks]])
+            scale = reference_scale(both[np.isfinite(both)], dtype=dtype, peak=peak)
 
             def index_of(i, picks=picks, shape=shape):
                 return tuple(int(v) for v in np.unravel_index(picks[i], shape)) if shape else ()
 
             c = compare_fd(
                 "finite differences", h.ravel()[picks], value, err, rtol=rtol, scale=scale,
-                dtype=dtype, left=left, right=right, kink=e.kink[:, 0], index_of=index_of,
+                dtype=dtype, left=left, right=right, kink=kink, index_of=index_of,
             )  # fmt: skip
-            records.append(RuleRecord(f"reverse {p}", "reverse", p, shape, comparison=c))
-    return records
+            diagnosis = None
+            if not c.ok and not c.inconclusive:
+                if len(picks) < n <= DIAGNOSE_UP_TO:
+                    full[p] = _leaf_fd(projected, ref, k, np.arange(n))[0]
+                    picks = np.arange(n)
+                diagnosis = (p, picks, value if p not in full else full[p])
+            records.append(
+                RuleRecord(f"reverse {p}", "reverse", p, shape, comparison=c, diagnosis=diagnosis)
+            )
+    return [_diagnosed(r, hand, full, dtype) for r in records]
+
+
+def _diagnosed(record: RuleRecord, hand, full, dtype) -> RuleRecord:
+    """A failing reverse record with its diagnosis: the cotangent of another argument (swapped),
+    or a kind of :func:`jaxprop.check.diagnose` against the finite differences."""
+    if record.diagnosis is None:
+        return record
+    p, picks, ref = record.diagnosis
+    h = hand[p].ravel()[picks]
+    tol = DIAGNOSIS_RTOL
+    for q, other in full.items():
+        if q != p and other.shape == h.shape and np.shape(hand[q]) == np.shape(hand[p]):
+            if mismatch(h, other) <= tol < mismatch(h, ref):
+                d = Diagnosis(
+                    p, "swapped", f"the cotangent of {p} is the one of {q}: the bwd returns "
+                    "the arguments' cotangents in another order", {"other": q},
+                )  # fmt: skip
+                return dataclasses.replace(record, diagnosis=d)
+    shape = np.shape(hand[p]) if len(picks) == hand[p].size else (len(picks),)
+    d = diagnose(p, h.reshape(shape), np.reshape(ref, shape), dtype=dtype, rtol=tol,
+                 noun="cotangent")  # fmt: skip
+    return dataclasses.replace(record, diagnosis=d)
+
+
+# Finite differences are good to about 1e-8 relative: the diagnosis's candidates are held there.
+DIAGNOSIS_RTOL = 1e-6
 
 
 def _dot_product(rule, ref, projected, hand, seed, dtype, rtol) -> list[RuleRecord]:
@@ -209,6 +272,9 @@ def _dot_product(rule, ref, projected, hand, seed, dtype, rtol) -> list[RuleReco
     paths = [rule.paths[i] for i in rule.where]
     if any(p not in hand for p in paths):
         return []
+    bad = [p for p in paths if not np.all(np.isfinite(hand[p]))]
+    if bad:
+        return [RuleRecord("dot-product", "dot-product", "", (), problem=_not_finite(hand, bad))]
     with precision(ref.dtype):
         t = tuple(_random_like(seed, "dot " + p, b) for p, b in zip(paths, ref.floats, strict=True))
         e = _fd_estimates(projected, ref.floats, [t], ref.dtype)
@@ -220,9 +286,17 @@ def _dot_product(rule, ref, projected, hand, seed, dtype, rtol) -> list[RuleReco
     scale = reference_scale(np.asarray([size]), dtype=dtype)
     c = compare_fd(
         "finite differences", np.asarray([lhs]), e.value[0], e.error[0], rtol=rtol,
-        scale=scale, dtype=dtype, index_of=lambda k: (),
+        scale=scale, dtype=dtype, left=e.left[0], right=e.right[0], kink=e.kink[0],
+        index_of=lambda k: (),
     )  # fmt: skip
     return [RuleRecord("dot-product", "dot-product", "", (), comparison=c)]
+
+
+def _not_finite(hand, bad) -> str:
+    """``cotangent not finite at 2 of 3 elements of args[0]``, for the first such leaf."""
+    a = hand[bad[0]]
+    n = int(np.sum(~np.isfinite(a)))
+    return f"cotangent not finite at {n} of {a.size} elements of {bad[0]}"
 
 
 def _integer_arguments(rule, args, out_tree, cot_out) -> list[RuleRecord]:
@@ -259,8 +333,10 @@ def _integer_arguments(rule, args, out_tree, cot_out) -> list[RuleRecord]:
 
 
 def _forward_records(
-    rule, ref, floats, tangents, out, primal_j, jt, cot_out, hand, seed, dtype, rtol
+    rule, ref, floats, tangents, out, primal_j, jt, cot_out, hand, seed, dtype, rtol, fd=True
 ) -> list[RuleRecord]:
+    """The jvp: its primal, against finite differences along the same tangent (unless ``fd`` is
+    false: a rule declared intended), linear in the tangent, and consistent with the vjp."""
     records = []
     out_names = _out_paths(out)
     for n, a, b in zip(out_names, jax.tree.leaves(primal_j), jax.tree.leaves(out), strict=True):
@@ -274,7 +350,15 @@ def _forward_records(
             )
         )
     jt_leaves = jax.tree.leaves(jt)
-    # The jvp against finite differences of f along the same tangent.
+    if fd:
+        records += _forward_fd(rule, ref, tangents, out, jt_leaves, out_names, dtype, rtol)
+    return records + _linearity(rule, floats, tangents, out, jt_leaves, cot_out, hand, seed,
+                                dtype, rtol)  # fmt: skip
+
+
+def _forward_fd(rule, ref, tangents, out, jt_leaves, out_names, dtype, rtol) -> list[RuleRecord]:
+    """The jvp against finite differences of f along the same tangent."""
+    records = []
     with precision(ref.dtype):
         t64 = tuple(jnp.asarray(t, ref.dtype) for t in tangents)
 
@@ -288,14 +372,32 @@ def _forward_records(
         if not is_float(o):
             continue
         size = int(np.size(o))
-        v, err = e.value[0, start : start + size], e.error[0, start : start + size]
+        part = slice(start, start + size)
+        v, err = e.value[0, part], e.error[0, part]
         start += size
         scale = reference_scale(v, dtype=dtype)
+        jv = np.asarray(j, np.float64).ravel()
+        shape = tuple(np.shape(o))
+
+        def index_of(i, shape=shape):
+            return tuple(int(x) for x in np.unravel_index(i, shape)) if shape else ()
+
         c = compare_fd(
-            "finite differences", np.asarray(j, np.float64).ravel(), v, err, rtol=rtol,
-            scale=scale, dtype=dtype,
+            "finite differences", jv, v, err, rtol=rtol, scale=scale, dtype=dtype,
+            left=e.left[0, part], right=e.right[0, part], kink=e.kink[0, part], index_of=index_of,
         )  # fmt: skip
-        records.append(RuleRecord(f"forward {n}", "forward", n, tuple(np.shape(o)), comparison=c))
+        d = None
+        if not c.ok and not c.inconclusive:
+            d = diagnose(n, jv.reshape(shape), v.reshape(shape), dtype=dtype, rtol=DIAGNOSIS_RTOL,
+                         noun="tangent")  # fmt: skip
+        records.append(RuleRecord(f"forward {n}", "forward", n, shape, comparison=c, diagnosis=d))
+    return records
+
+
+def _linearity(rule, floats, tangents, out, jt_leaves, cot_out, hand, seed, dtype, rtol):
+    """jvp(2 t1 − ½ t2) = 2 jvp(t1) − ½ jvp(t2), and ⟨c, J t⟩ = ⟨Jᵀc, t⟩."""
+    records = []
+    out_names = _out_paths(out)
     # Linearity: jvp(a t1 + b t2) = a jvp(t1) + b jvp(t2).
     t2 = tuple(
         _random_like(seed + 1, "tangent2 " + rule.paths[i], rule.leaves[i]) for i in rule.where
@@ -370,13 +472,7 @@ def _jit_records(rule, floats, out_tree, cot_out, cots, dtype, rtol) -> list[Rul
                 "jit",
                 p,
                 tuple(np.shape(b)),
-                comparison=compare(
-                    "the rule eagerly",
-                    np.asarray(a, np.float64),
-                    np.asarray(b, np.float64),
-                    rtol=rtol,
-                    dtype=dtype,
-                ),
+                comparison=_consistent("the rule eagerly", a, b, rtol=rtol, dtype=dtype),
             )
         )
     return records
@@ -417,7 +513,7 @@ def _vmap_records(rule, args, seed, dtype, rtol) -> list[RuleRecord]:
                 "vmap",
                 n,
                 per.shape[1:],
-                comparison=compare("per example", got, per, rtol=rtol, dtype=dtype),
+                comparison=_consistent("per example", got, per, rtol=rtol, dtype=dtype),
             )
         )
     out_leaves = jax.tree.leaves(outs[0])
@@ -448,7 +544,7 @@ def _vmap_records(rule, args, seed, dtype, rtol) -> list[RuleRecord]:
                 "vmap (vjp)",
                 p,
                 want.shape[1:],
-                comparison=compare("per example", got, want, rtol=rtol, dtype=dtype),
+                comparison=_consistent("per example", got, want, rtol=rtol, dtype=dtype),
             )
         )
     if len(out_leaves) == 1 and np.size(out_leaves[0]) == 1:

@@ -5,7 +5,7 @@ rule and the :class:`RuleReport` of :func:`jaxprop.check_rule`.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from jaxprop.check.compare import Comparison
 from jaxprop.check.report import Record, Report, format_rows
@@ -26,6 +26,9 @@ class RuleRecord(Record):
       shape: the leaf's shape.
       comparison: the numbers, where the check compares values.
       problem: what went wrong otherwise (an exception's first line, a wrong dtype), or ``None``.
+      diagnosis: on a failing ``reverse`` or ``forward`` check, what the mistake is
+        (:class:`jaxprop.check.diagnosis.Diagnosis`: ``swapped``, ``sign``, ``scale``,
+        ``transpose``, ``zero``, ``unclassified``), or ``None``.
     """
 
     name: str
@@ -34,6 +37,7 @@ class RuleRecord(Record):
     shape: tuple[int, ...]
     comparison: Comparison | None = None
     problem: str | None = None
+    diagnosis: Any = None
 
     @property
     def unverified(self) -> bool:
@@ -83,7 +87,7 @@ class RuleReport(Report):
         return {"notes": list(self.notes)}
 
     def __str__(self) -> str:
-        rows = [("check", "leaf", "shape", "rel err", "worst at", "")]
+        rows = [("check", "leaf", "shape", "error", "rule", "reference", "worst at", "")]
         for r in self.checks:
             c = r.comparison
             status = "ok" if r.ok else "FAIL" + (f": {r.problem}" if r.problem else "")
@@ -91,17 +95,31 @@ class RuleReport(Report):
                 status = "FAIL: unverified, finite differences inconclusive at every element"
             elif c is not None and c.reference.startswith("finite") and c.inconclusive:
                 status += f" (FD inconclusive at {len(c.inconclusive)})"
-            compared = c is not None and not r.unverified
+            if r.ok and c is not None and c.kinks:
+                status += f" (kink at {len(c.kinks)}: between the one-sided derivatives)"
+            if r.diagnosis is not None and not r.ok:
+                status += f" [{r.diagnosis}]"
+            shown = c is not None and not r.unverified
             rows.append(
                 (
                     r.check,
                     r.leaf or "-",
                     "x".join(map(str, r.shape)) or "scalar",
-                    f"{c.max_rel:.2e}" if compared and c else "-",
-                    str(list(c.worst_index)) if compared and c else "-",
+                    _error(c) if shown and c else "-",
+                    f"{c.hand:.6g}" if shown and c else "-",
+                    f"{c.ref:.6g}" if shown and c else "-",
+                    str(list(c.worst_index)) if shown and c else "-",
                     status,
                 )
             )
         title = f"{self.name or 'rule check'}  [{self.dtype}, reference {self.reference_dtype}]"
         notes = "".join(f"\nnote: {n}" for n in self.notes)
         return f"{title}\n{format_rows(rows)}{notes}"
+
+
+def _error(c: Comparison) -> str:
+    """The relative error; where the reference is exactly 0 (its scale the smallest normal
+    number, so the relative error means nothing), the absolute one."""
+    if c.max_rel > 0 and c.max_abs / c.max_rel < 1e-290:
+        return f"abs {c.max_abs:.2e}"
+    return f"{c.max_rel:.2e}"

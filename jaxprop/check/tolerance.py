@@ -47,6 +47,7 @@ Away from a stationary point, and unless the gradient is ill-conditioned in the 
 items 2–5 are below ``max |ref|`` and the error is the plain relative error.
 
 >>> import numpy as np
+>>> from jaxprop.check import compare
 >>> c = compare("jax.grad", np.array([1.0, 2.0 + 1e-12]), np.array([1.0, 2.0]), rtol=1e-10)
 >>> c.ok, c.worst_index, f"{c.max_rel:.1e}"
 (True, (1,), '5.0e-13')

@@ -15,7 +15,7 @@ same data up to the order of the floating-point sums of the all-reduce (float64,
 on two processes: below 5e-16 relative in the losses, 2.1e-15 in the parameters).
 
 >>> import numpy as np
->>> from jaxprop import distributed
+>>> from jaxprop.training import distributed
 >>> distributed.initialize(num_processes=1)  # the one-process case: nothing to connect
 >>> mesh = distributed.global_mesh()
 >>> x = np.arange(16.0).reshape(8, 2)
