@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop.check.compare import Comparison, judge, peak_of
+from jaxprop.check.complex import has_complex, realify_grads
 from jaxprop.check.diagnosis import diagnose
 from jaxprop.check.grad_fd import _fd_check
 from jaxprop.check.grad_report import GradReport, LeafReport
@@ -196,6 +197,10 @@ def check_grads(
         )
     if part is not None:
         loss_fn, grad_fn, params = OnArrays(loss_fn, part), OnArrays(grad_fn, part, True), arrays
+    if has_complex(params):
+        # A complex leaf is checked as its (real, imaginary) pairs (jaxprop.check.complex).
+        with precision(dtype):
+            loss_fn, grad_fn, params = realify_grads(loss_fn, grad_fn, params, dtype)
     with precision(dtype):
         report = _check(
             loss_fn, grad_fn, params, args, dtype, rtol, fd, fd_rtol, fd_samples, jit, seed,

@@ -375,8 +375,11 @@ def _forward_fd(rule, ref, tangents, out, jt_leaves, out_names, dtype, rtol) -> 
         part = slice(start, start + size)
         v, err = e.value[0, part], e.error[0, part]
         start += size
-        scale = reference_scale(v, dtype=dtype)
         jv = np.asarray(j, np.float64).ravel()
+        # The scale of the reference and the rule's values together, as for the reverse check:
+        # a reference of exactly 0 does not make every error infinite.
+        both = np.concatenate([v, jv])
+        scale = reference_scale(both[np.isfinite(both)], dtype=dtype)
         shape = tuple(np.shape(o))
 
         def index_of(i, shape=shape):

@@ -118,8 +118,8 @@ class RuleReport(Report):
 
 
 def _error(c: Comparison) -> str:
-    """The relative error; where the reference is exactly 0 (its scale the smallest normal
-    number, so the relative error means nothing), the absolute one."""
-    if c.max_rel > 0 and c.max_abs / c.max_rel < 1e-290:
+    """The relative error; where the reference is exactly 0 at the worst element, the absolute
+    one (a relative error against 0 says nothing)."""
+    if c.ref == 0.0 and c.max_abs > 0:
         return f"abs {c.max_abs:.2e}"
     return f"{c.max_rel:.2e}"

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprop.check.compare import Comparison
+from jaxprop.check.complex import COMPLEX_NOTE, has_complex, realify
 from jaxprop.check.rule_checks import (
     _arg_paths,
     _consistent,
@@ -159,6 +160,10 @@ def check_rule(
     )  # fmt: skip
     name = name or getattr(f, "__name__", None) or type(f).__name__
     held = set(getattr(f, "nondiff_argnums", None) or ()) | options.hold
+    complex_rule = _is_complex_rule(f, args, held, dtype)
+    if complex_rule:
+        # Checked through the real and imaginary parts (jaxprop.check.complex).
+        f, args = realify(f, args, held, dtype)
     with precision(dtype):
         # Arguments in a custom rule's nondiff_argnums are held as given, never traced.
         args = tuple(a if k in held else cast(a, dtype) for k, a in enumerate(args))
@@ -177,7 +182,20 @@ def check_rule(
         report = _run(rule, args, dtype, options, seed, fd_samples, jit, vmap, tuple(probes), name)
         if order == 2:
             report = _second_order(report, rule, args, dtype, options, seed, fd_samples)
+        if complex_rule:
+            report = dataclasses.replace(report, notes=(*report.notes, COMPLEX_NOTE))
         return report
+
+
+def _is_complex_rule(f, args, held, dtype) -> bool:
+    """Whether a differentiated argument or an output of ``f`` is complex."""
+    if has_complex([a for k, a in enumerate(args) if k not in held]):
+        return True
+    try:
+        with precision(dtype):
+            return has_complex(jax.eval_shape(f, *args))
+    except Exception:  # the user's f fails: the primal check says so
+        return False
 
 
 def _guarded(check: str, build: Callable[[], list[RuleRecord]]) -> list[RuleRecord]:
