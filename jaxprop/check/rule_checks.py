@@ -167,18 +167,43 @@ def _fd_estimates(fn, base: tuple, directions: list, dtype) -> fd.Estimate:
     return fd.estimate(f0, plus, minus, steps, dtype, FD_ERROR_MULTIPLE)
 
 
+def _coordinate_runner(fn, k: int):
+    """``(base, js, ss, t) -> (f⁺, f⁻)``: ``fn`` with element ``js[p]`` of leaf ``k`` moved by
+    ``± t ss[p]``, over every pick p and step t in one compiled program (one leaf of a million
+    elements is copied per evaluation, never a dense direction per pick)."""
+
+    def at(base, j, s, t):
+        leaf = base[k]
+        moved = leaf.ravel().at[j].add(t * s).reshape(leaf.shape)
+        return jnp.ravel(jnp.asarray(fn(*base[:k], moved, *base[k + 1 :])))
+
+    def run(base, js, ss, steps):
+        def pick(js_ss):
+            j, s = js_ss
+            return jax.lax.map(lambda tt: (at(base, j, s, tt), at(base, j, s, -tt)), steps)
+
+        return jax.lax.map(pick, (js, ss))
+
+    return jax.jit(run)
+
+
 def _leaf_fd(projected, ref, k: int, picks: np.ndarray):
     """Finite differences of the projected output along coordinate ``picks`` of float leaf
     ``k``: (value, error, left, right, kink), each per pick."""
     base = ref.floats
     leaf64 = np.asarray(base[k], np.float64).ravel()
     scale_el = fd.element_scale(leaf64[picks], leaf64)
-    dirs = []
-    for j, s in zip(picks, scale_el, strict=True):
-        d = [jnp.zeros_like(b) for b in base]
-        d[k] = jnp.zeros_like(base[k]).ravel().at[j].set(s).reshape(jnp.shape(base[k]))
-        dirs.append(tuple(d))
-    e = _fd_estimates(projected, base, dirs, ref.dtype)
+    steps = fd.ladder(np.ones(len(picks)), ref.dtype)
+    run = memoised(_coordinate_runner, projected, k)
+    with precision(ref.dtype):
+        plus, minus = run(
+            base, jnp.asarray(picks), jnp.asarray(scale_el, ref.dtype),
+            jnp.asarray(steps[0], ref.dtype),
+        )  # fmt: skip
+    f0 = np.ravel(np.asarray(projected(*base)))
+    P, K = steps.shape
+    plus, minus = np.asarray(plus).reshape(P, K, -1), np.asarray(minus).reshape(P, K, -1)
+    e = fd.estimate(f0, plus, minus, steps, ref.dtype, FD_ERROR_MULTIPLE)
     value, error, left, right = (v[:, 0] / scale_el for v in (e.value, e.error, e.left, e.right))
     return value, error, left, right, e.kink[:, 0]
 
