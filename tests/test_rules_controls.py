@@ -4,7 +4,9 @@ diagnosis of a failing cotangent; second order; complex arguments."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -417,3 +419,89 @@ def test_check_grads_takes_complex_parameters():
         loss, lambda p: {**grad(p), "z": 2 * p["z"] * p["w"][0].astype(Z.dtype)}, p
     )
     assert wrong.failing == ("z",)
+
+
+# --- the shapes rules come in -------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def sin_cos(x):
+    return jnp.sin(x), jnp.cos(x)
+
+
+def _sin_cos_fwd(x):
+    x = x.value  # symbolic_zeros=True: the primal comes wrapped, with whether it is perturbed
+    return sin_cos(x), x
+
+
+def _sin_cos_bwd(x, g):
+    gs, gc = g
+    out = jnp.zeros_like(x)
+    if not isinstance(gs, jax.custom_derivatives.SymbolicZero):
+        out = out + gs * jnp.cos(x)
+    if not isinstance(gc, jax.custom_derivatives.SymbolicZero):
+        out = out - gc * jnp.sin(x)
+    return (out,)
+
+
+sin_cos.defvjp(_sin_cos_fwd, _sin_cos_bwd, symbolic_zeros=True)
+
+
+def test_a_symbolic_zeros_rule_with_and_without_a_zero_cotangent():
+    x = _x(3)
+    assert jaxprop.check_rule(sin_cos, x, **FAST).ok
+    # Only the sine is used: the cosine's cotangent arrives as a symbolic zero.
+    assert jaxprop.check_rule(lambda x: sin_cos(x)[0], x, **FAST).ok
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 2))
+def apply(fn, x, mode):
+    return fn(x) if mode == "plain" else 2 * fn(x)
+
+
+def _apply_fwd(fn, x, mode):
+    return apply(fn, x, mode), x
+
+
+def _apply_bwd(fn, mode, x, g):
+    d = jax.vjp(fn, x)[1](g)[0]
+    return (d if mode == "plain" else 2 * d,)
+
+
+apply.defvjp(_apply_fwd, _apply_bwd)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class Dense:
+    """A module-like pytree: an array field, and a function and a string as static fields."""
+
+    w: jax.Array
+    act: Any = dataclasses.field(default=jnp.tanh, metadata={"static": True})
+    name: str = dataclasses.field(default="dense", metadata={"static": True})
+
+
+@jax.custom_vjp
+def dense(layer, x):
+    return layer.act(layer.w * x)
+
+
+def _dense_fwd(layer, x):
+    y = dense(layer, x)
+    return y, (layer, x, y)
+
+
+def _dense_bwd(res, g):
+    layer, x, y = res
+    dz = g * (1 - y**2)
+    return Dense(dz * x, layer.act, layer.name), dz * layer.w
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def test_nondiff_functions_and_strings_and_a_module_with_static_fields():
+    x = _x(3)
+    assert jaxprop.check_rule(apply, jnp.sin, x, "double", **FAST).ok
+    report = jaxprop.check_rule(dense, Dense(_x(3, seed=1)), x, **FAST)
+    assert report.ok and {r.leaf for r in report.checks} >= {"args[0]/w", "args[1]"}, str(report)
