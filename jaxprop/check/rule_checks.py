@@ -122,17 +122,20 @@ class _FloatReference:
         return cls(rule, rule.floats(), jnp.dtype(dtype))
 
 
-def _projected(rule, out_tree, cot_out, float_out) -> Callable:
-    """Σ_o ⟨c_o, f_o(floats)⟩: the scalar whose gradient is the rule's vjp of the cotangents."""
+def _projected(rule, out_tree, cot_out, float_out, finite=None) -> Callable:
+    """Σ_o ⟨c_o, f_o(floats)⟩: the scalar whose gradient is the rule's vjp of the cotangents;
+    with ``finite`` (per output leaf, the elements finite at the point), the others left out."""
+    masks = [None] * len(cot_out) if finite is None else finite
 
     def g(*floats):
         outs = jax.tree.leaves(rule.call(*floats))
         total: Any = 0.0
-        for o, c, isf in zip(outs, cot_out, float_out, strict=True):
+        for o, c, isf, m in zip(outs, cot_out, float_out, masks, strict=True):
             if isf:
-                total = total + jnp.sum(
-                    jnp.asarray(o, floats[0].dtype) * jnp.asarray(c, floats[0].dtype)
-                )
+                o = jnp.asarray(o, floats[0].dtype)
+                if m is not None:
+                    o = jnp.where(m, o, jnp.zeros_like(o))
+                total = total + jnp.sum(o * jnp.asarray(c, floats[0].dtype))
         return total
 
     return g
@@ -371,7 +374,7 @@ def _forward_records(
                 "primal (jvp)",
                 n,
                 tuple(np.shape(b)),
-                comparison=compare("f(*args)", a, b, rtol=rtol, dtype=dtype),
+                comparison=_consistent("f(*args)", a, b, rtol=rtol, dtype=dtype),
             )
         )
     jt_leaves = jax.tree.leaves(jt)

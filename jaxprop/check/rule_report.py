@@ -44,7 +44,11 @@ class RuleRecord(Record):
         """Finite differences could judge none of the elements: with no other reference for a
         rule, nothing was verified (a failure, not a pass)."""
         c = self.comparison
-        return c is not None and c.n_compared > 0 and len(c.inconclusive) == c.n_compared
+        if c is None or c.n_compared == 0:
+            return False
+        # At a kink the one-sided differences vouch for a value between them, even where the
+        # central one cannot judge.
+        return len(set(c.inconclusive) - set(c.kinks)) == c.n_compared
 
     @property
     def ok(self) -> bool:

@@ -158,9 +158,9 @@ CASES = [
         tutorial.log1pexp,
         (_a(3.0, 800.0),),
         no_internal_error(ok=("reverse args[0]", "primal out", "primal (jvp) out")),
-        xfail="'reverse args[0]' is unverified at every element, x = 3 included: the projected "
-        "output sum c * f(x) is inf at every perturbation, f(800) being inf; and 'primal (jvp) "
-        "out' fails with error inf comparing the jvp's primal inf with f(800) = inf",
+        # Before this fix 'reverse args[0]' was unverified at every element, x = 3 included (the
+        # projected output was inf at every perturbation, f(800) being inf), and 'primal (jvp)
+        # out' failed comparing inf with inf: the non-finite output is now left out.
     ),
     Case(
         "tutorial/f on R+[boundary 0]",
@@ -210,10 +210,8 @@ CASES = [
         opt.norm,
         (jnp.zeros(3, F64),),
         lambda report: _only_failing(report, {"primal out", "primal (jvp) out"}),
-        xfail="at x = 0, the kink of the norm (|t| along every direction), 'reverse args[0]', "
-        "'dot-product' and 'forward out' fail as unverified (finite differences inconclusive "
-        "at every element), though the rule's 0 lies between the one-sided derivatives -c and "
-        "c: the kink handling of b3db0cd does not reach a kink that is a minimum of |t|",
+        # Before this fix 'reverse args[0]', 'dot-product' and 'forward out' failed as unverified
+        # at this kink (a minimum of |t|), the rule's 0 lying between the one-sided derivatives.
     ),
     # Before b3db0cd gamma could be held only by a closure, lambda x: softmin(x, 0.5).
     Case(
