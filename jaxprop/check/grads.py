@@ -64,6 +64,7 @@ from jaxprop.check.trees import (
     partition,
     paths,
 )
+from jaxprop.check.user_code import user_error
 
 __all__ = ["check_grads"]
 
@@ -240,7 +241,11 @@ def _check(
 
     if jit:
         _require_traceable(args)
-    loss = _compiled(loss_fn, jit)(params, *args)
+    try:
+        loss = _compiled(loss_fn, jit)(params, *args)
+    except Exception as e:
+        # The user's loss raised: every leaf fails with the reason (jaxprop's own error raises).
+        return _raised(e, "loss_fn", param_leaves, dtype)
     if isinstance(loss, (tuple, list, dict)):
         raise ValueError(
             f"loss_fn must return a scalar, got a {type(loss).__name__} of {len(loss)}; if it "
@@ -255,7 +260,10 @@ def _check(
     loss = float(loss)
     if not math.isfinite(loss):
         raise ValueError(f"the loss is not finite at these parameters: {loss}")
-    hand = _compiled(grad_fn, jit)(params, *args)
+    try:
+        hand = _compiled(grad_fn, jit)(params, *args)
+    except Exception as e:
+        return _raised(e, "grad_fn", param_leaves, dtype, loss)
     # The reference: jax.grad of the same function in float64 (a low-precision hand gradient is
     # held to the truth, not to jax.grad's own rounding in that precision), else in the dtype.
     ref = _Reference.of(loss_fn, params, args, dtype, jit)
@@ -374,6 +382,19 @@ def _check(
         seed=seed,
         replay=replay,
     )
+
+
+def _raised(e: Exception, what: str, param_leaves, dtype, loss: float = math.nan) -> GradReport:
+    """The report of a check whose user function raised: every leaf FAIL, the exception's type,
+    first line and the user's frame as the problem; an exception of jaxprop's own is raised."""
+    problem = user_error(e, what)
+    if problem is None:
+        raise e
+    leaves = tuple(
+        LeafReport(path=p, shape=tuple(np.shape(v)), dtype=str(jnp.result_type(v)), problem=problem)
+        for p, v in param_leaves.items()
+    )
+    return GradReport(leaves=leaves, dtype=jnp.dtype(dtype).name, loss=loss)
 
 
 def _batch_size(args: tuple) -> int | None:

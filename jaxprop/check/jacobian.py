@@ -4,6 +4,7 @@ differences, element by element.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from jaxprop.check.tolerance import (
 from jaxprop.check.trees import (
     cast,
 )
+from jaxprop.check.user_code import user_error
 
 __all__ = ["check_jacobian"]
 
@@ -107,7 +109,22 @@ def check_jacobian(
             _require_traceable(args)
         maybe_jit = jax.jit if jit else (lambda f: f)
         value = np.asarray(maybe_jit(fn)(primal, *args))
-        hand = maybe_jit(jac_fn)(primal, *args)
+        try:
+            hand = maybe_jit(jac_fn)(primal, *args)
+        except Exception as e:  # the user's jac_fn: a FAIL row (jaxprop's own error raises)
+            problem = user_error(e, "jac_fn")
+            if problem is None:
+                raise
+            shape = (*value.shape, *primal.shape)
+            failed = tuple(
+                LeafReport(path=p, shape=shape, dtype=dtype.name, problem=problem)
+                for p in (label, f"{label}@jacrev")
+            )
+            report = GradReport(leaves=failed, dtype=dtype.name, loss=float("nan"))
+            report = dataclasses.replace(report, name=name, source=source)
+            if raise_on_failure:
+                report.raise_if_failed()
+            return report
         refs = {
             label: ("jax.jacfwd", maybe_jit(jax.jacfwd(fn))(primal, *args)),
             f"{label}@jacrev": ("jax.jacrev", maybe_jit(jax.jacrev(fn))(primal, *args)),

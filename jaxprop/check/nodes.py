@@ -53,6 +53,7 @@ from jaxprop.check.program import trace
 from jaxprop.check.report import Record, Report, format_rows
 from jaxprop.check.tolerance import precision, tolerances
 from jaxprop.check.trees import cast, finite_leaves_check, partition, paths
+from jaxprop.check.user_code import user_error
 from jaxprop.model.contract import Model
 
 __all__ = ["ModelReport", "NodeReport", "NodeResult", "check_nodes", "true_adjoints"]
@@ -297,14 +298,31 @@ def check_nodes(
         def hand_adjoints():
             return maybe_jit(lambda a, x, Y: model.backward_from(whole(a), x, Y)[1])(arrays, x, Y)
 
+        def raised(e: Exception, names, true=None) -> NodeReport:
+            # The user's forward or backward raised: every node fails with the reason.
+            problem = user_error(e, f"{model.name}: the backward pass")
+            if problem is None:
+                raise e
+            results = tuple(
+                NodeResult(name=n, shape=tuple(np.shape(true[n])) if true else (), problem=problem)
+                for n in reversed(names)
+            )
+            return NodeReport(nodes=results, dtype=dtype.name, name=model.name)
+
         program = None
         if nodes:
             # The taps first: a forward pass that breaks the convention is named before the
             # backward pass runs on what it saved.
             true = maybe_jit(lambda a, x, Y: true_adjoints(model, whole(a), x, Y))(arrays, x, Y)
-            hand = hand_adjoints()
+            try:
+                hand = hand_adjoints()
+            except Exception as e:
+                return raised(e, nodes, true)
         else:
-            hand = hand_adjoints()
+            try:
+                hand = hand_adjoints()
+            except Exception as e:
+                return raised(e, ["backward"])
             # No convention: the nodes are the saved values backward returns adjoints of, in
             # the order the traced program computes them.
             hand = paths(hand)

@@ -18,6 +18,12 @@ def _usage_error(message: str) -> int:
     return 2
 
 
+def _run_error(message: str) -> int:
+    """A run that failed on the user's code: one line, exit status 1."""
+    print(f"jaxprop: error: {message}", file=sys.stderr)
+    return 1
+
+
 def _verify(args: argparse.Namespace) -> int:
     from jaxprop.check.grad_report import format_table
     from jaxprop.check.nodes import format_node_table
@@ -188,11 +194,12 @@ def _train(args: argparse.Namespace) -> int:
     created, wrote = _missing_dirs(out), False
     try:
         status = _run_training(args, exp, out)
-        wrote = status != 2
+        wrote = status == 0
     finally:
         if not wrote:
-            # A run that failed on its options (or was interrupted) leaves no empty directory:
-            # those this run created, and only while empty (rmdir refuses any other).
+            # A run that failed (on its options, on the user's code) or was interrupted leaves
+            # no empty directory: those this run created, and only while empty (rmdir refuses
+            # any other, so a diverged run's outputs stay).
             for d in created:
                 try:
                     d.rmdir()
@@ -203,6 +210,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _run_sweep(args: argparse.Namespace, exp, out: str) -> int:
     from jaxprop.experiments.sweep import run_sweep
+    from jaxprop.training.options import GradientError
 
     if args.devices is not None:
         return _usage_error("--devices with --seeds or several --lr: a sweep runs on one device")
@@ -212,6 +220,8 @@ def _run_sweep(args: argparse.Namespace, exp, out: str) -> int:
             steps=args.steps, batch_size="default" if args.batch_size is None else args.batch_size,
             seed=args.seed, dtype=args.dtype, out=out, plots=args.plots,
         )  # fmt: skip
+    except GradientError as e:
+        return _run_error(str(e))
     except ValueError as e:
         return _usage_error(str(e))
     print(
@@ -244,6 +254,7 @@ def _run_sweep(args: argparse.Namespace, exp, out: str) -> int:
 
 def _run_training(args: argparse.Namespace, exp, out: str) -> int:
     from jaxprop.experiments import run_experiment
+    from jaxprop.training.options import GradientError
 
     if args.seeds is not None or (args.lr is not None and len(args.lr) > 1):
         return _run_sweep(args, exp, out)
@@ -261,6 +272,8 @@ def _run_training(args: argparse.Namespace, exp, out: str) -> int:
             out=out,
             plots=args.plots,
         )
+    except GradientError as e:
+        return _run_error(str(e))
     except ValueError as e:
         return _usage_error(str(e))
     print(

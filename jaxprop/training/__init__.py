@@ -15,7 +15,7 @@ from jaxprop.training.loop import (
     max_relative_difference,
     train,
 )
-from jaxprop.training.options import CallbackError, check_seed
+from jaxprop.training.options import CallbackError, GradientError, check_seed
 from jaxprop.training.sweep import SweepResult, train_sweep
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "BATCH_AXIS",
     "GRAD_SOURCES",
     "CallbackError",
+    "GradientError",
     "SweepResult",
     "TrainResult",
     "check_seed",

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprop.check.user_code import user_error
+
 __all__ = ["check_seed"]
 
 
@@ -40,6 +42,12 @@ def _test_examples(test_data, x, Y) -> tuple:
 class CallbackError(RuntimeError):
     """A ``callback`` given to :func:`train` raised; the original exception is the cause
     (``__cause__``) and the message names the callback and the step."""
+
+
+class GradientError(RuntimeError):
+    """The user's gradient (a model's forward or backward pass, a ``grad_fn``) raised: one line
+    naming the step, the exception and the user's ``file:line``; the original exception is the
+    cause (``__cause__``). Nothing was trained, and nothing written so far is changed."""
 
 
 def _callable_name(fn) -> str:
@@ -99,7 +107,13 @@ def _check_gradient_output(value_and_grad, params, batch: int, x, Y) -> None:
     in mixed precision."""
     xb = jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype)
     Yb = jax.ShapeDtypeStruct((batch, *Y.shape[1:]), Y.dtype)
-    out = jax.eval_shape(value_and_grad, params, xb, Yb)
+    try:
+        out = jax.eval_shape(value_and_grad, params, xb, Yb)
+    except Exception as e:  # the user's code raised as the first step traces it
+        problem = user_error(e, "the gradient")
+        if problem is None:
+            raise  # jaxprop's own: not hidden
+        raise GradientError(f"step 0: {problem}") from e
     if not (isinstance(out, tuple | list) and len(out) == 2):
         raise ValueError(
             f"the gradient source must return (loss, grads); it returned {_describe(out)}"
