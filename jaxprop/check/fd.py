@@ -220,4 +220,10 @@ def estimate(
         r, r_err = _extrapolate(right, 2 * eps * size / h, order=1)
         lft, l_err = _extrapolate(left, 2 * eps * size / h, order=1)
         kink = np.abs(r - lft) > multiple * (r_err + l_err)
+        # At the boundary of f's domain (sqrt, log at 0) one side is not finite: the derivative
+        # there is the one-sided one from the side where f is defined, with its own error.
+        one_sided = ~np.isfinite(value) & (np.isfinite(r) != np.isfinite(lft))
+        if one_sided.any():
+            value = np.where(one_sided, np.where(np.isfinite(r), r, lft), value)
+            error = np.where(one_sided, np.where(np.isfinite(r), r_err, l_err), error)
     return Estimate(value, error, lft, r, l_err, r_err, kink & np.isfinite(r - lft), steps)

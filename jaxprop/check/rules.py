@@ -303,10 +303,24 @@ def _run(
                 _guarded("reverse", lambda: _fd_records(rule, ref, projected, hand, seed, dtype,
                                                         options, fd_samples))
             )  # fmt: skip
-            records.extend(
-                _guarded("dot-product", lambda: _dot_product(rule, ref, projected, hand, seed,
-                                                             dtype, options.rtol_of_all(paths)))
-            )  # fmt: skip
+            dot = _guarded(
+                "dot-product",
+                lambda: _dot_product(
+                    rule, ref, projected, hand, seed, dtype, options.rtol_of_all(paths)
+                ),
+            )
+            reverse_ok = all(r.ok for r in records if r.check == "reverse")
+            if reverse_ok and len(dot) == 1 and dot[0].unverified:
+                # Near or at the boundary of f's domain (a random direction leaves it, the
+                # ladder's larger steps cross it) the differences along one direction cannot
+                # judge; every argument's reverse check has vouched for the rule there.
+                notes.append(
+                    "dot-product not checked: finite differences along its random direction "
+                    "cannot judge it here (near the boundary of f's domain?); every reverse "
+                    "check passed"
+                )
+                dot = []
+            records.extend(dot)
     records.extend(_guarded("types", lambda: _integer_arguments(rule, args, out_tree, cot_out)))
 
     # Forward mode, where the rule has one.
