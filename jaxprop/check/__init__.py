@@ -7,9 +7,11 @@
 - The checks built on it: gradients (:mod:`.grads`, its report :mod:`.grad_report`, its finite
   differences :mod:`.grad_fd`), Jacobians (:mod:`.jacobian`), the node-by-node check
   (:mod:`.nodes`, over the traced forward program of :mod:`.program`), ``custom_vjp`` /
-  ``custom_jvp`` rules (:mod:`.rules`, :mod:`.rule_checks`, :mod:`.rule_report`), the diagnosis of
-  a mistake (:mod:`.diagnosis`), a model wrapped as a ``custom_vjp`` (:mod:`.bridge`) and the
-  dispatch on a registry entry (:mod:`.verify`).
+  ``custom_jvp`` rules (:mod:`.rules`, its checks :mod:`.rule_checks`, :mod:`.rule_transforms`
+  and :mod:`.rule_intended`, its options :mod:`.rule_options`, :mod:`.rule_report`), complex
+  leaves (:mod:`.complex`), a user's exception told from jaxprop's (:mod:`.user_code`), the
+  diagnosis of a mistake (:mod:`.diagnosis`), a model wrapped as a ``custom_vjp``
+  (:mod:`.bridge`) and the dispatch on a registry entry (:mod:`.verify`).
 
 The checker knows nothing of the built-in models. May import: ``model``, ``nn``, ``util``.
 """

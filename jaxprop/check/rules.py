@@ -55,18 +55,16 @@ from jaxprop.check.rule_checks import (
     _FloatReference,
     _forward_records,
     _integer_arguments,
-    _jit_records,
     _leaf_from_message,
     _out_paths,
-    _probe_records,
     _projected,
     _random_like,
     _Rule,
-    _vmap_records,
 )
 from jaxprop.check.rule_intended import intended_records, project_tangents, projected_records
 from jaxprop.check.rule_options import RuleOptions, output_cotangents, rule_options
 from jaxprop.check.rule_report import RuleRecord, RuleReport
+from jaxprop.check.rule_transforms import _jit_records, _probe_records, _vmap_records
 from jaxprop.check.tolerance import is_float, precision
 from jaxprop.check.trees import cast
 
