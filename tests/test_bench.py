@@ -82,7 +82,7 @@ def test_the_sweep_case_reports_per_run_times_against_its_peers():
 
 
 def test_the_benchmark_says_when_pytorch_is_absent(monkeypatch):
-    monkeypatch.setattr(bench, "torch_version", lambda: None)
+    monkeypatch.setattr(bench_cases, "torch_version", lambda: None)  # as run_bench reads it
     result = bench.run_bench(
         repeats=1, cases=[], train_steps=0, peak_size=8, fd_sizes=None, sweep_runs=0
     )

@@ -175,7 +175,8 @@ def _ls_backward(params, x, saved, Y):
     e_row = Y[None, :] - saved["y_hat"][None, :]  # eᵀ = yᵀ − θᵀΦᵀ ∈ R^{1×N} (5.77), (5.83)
     dL_de = 2 * e_row / N  # (5.81), batch mean
     dtheta = dL_de @ (-x)  # (5.82), (5.83): a row vector (1, D)
-    return {"theta": dtheta[0]}, {"y_hat": -dL_de[0]}  # ∂L/∂ŷ = −∂L/∂e, since e = y − ŷ
+    dy_hat = -dL_de[0]  # ∂L/∂ŷ = −∂L/∂e, since e = y − ŷ
+    return {"theta": dtheta[0]}, {"y_hat": dy_hat}
 
 
 def _ls_sample(key, params, batch: int):

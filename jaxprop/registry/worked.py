@@ -23,30 +23,11 @@ from jaxprop.check.jacobian import check_jacobian
 from jaxprop.check.tolerance import default_tolerances, precision
 from jaxprop.model.contract import Model, random_point
 from jaxprop.model.example import Example
-from jaxprop.models.seed002_calculus import (
-    SOURCE_DA_DX,
-    SOURCE_DF_DA,
-    SOURCE_SCALAR,
-    dA_dx_collate,
-    dA_dx_flatten,
-    df_dA,
-    least_squares,
-    least_squares_grad,
-    least_squares_loss,
-    linear_map,
-    matrix_of_vector,
-    normal_equations,
-    scalar_df,
-    scalar_df_expanded,
-    scalar_f,
-)
-from jaxprop.models.seed002_lecture import (
-    SOURCE_TOTAL,
-    sgd_step,
-    total_cost,
-    total_cost_grad,
-    two_layer_sigmoid,
-)
+
+# Through the modules, not their names: a test (or a user) patching a function of a model's
+# module patches what these checks run.
+from jaxprop.models import seed002_calculus as calculus
+from jaxprop.models import seed002_lecture as lecture
 
 __all__ = [
     "dA_dx_entry",
@@ -71,23 +52,25 @@ def _scalar_check(*, seed, dtype, jit, batch):
         x = jax.random.uniform(jax.random.key(seed), (batch,), jnp.dtype(dtype), -1.5, 1.5)
     # f is elementwise, so the gradient of Σ_j f(x_j) is the vector of derivatives f′(x_j): the
     # hand derivative is checked on every element at once against jax.grad and (5.39).
-    loss = lambda p: jnp.sum(scalar_f(p["x"]))  # noqa: E731
+    loss = lambda p: jnp.sum(calculus.scalar_f(p["x"]))  # noqa: E731
     kw = {"dtype": dtype, "jit": jit, "seed": seed}
-    factored = check_grads(loss, lambda p: {"x": scalar_df(p["x"])}, {"x": x}, **kw)
-    expanded = check_grads(loss, lambda p: {"x": scalar_df_expanded(p["x"])}, {"x": x}, **kw)
+    factored = check_grads(loss, lambda p: {"x": calculus.scalar_df(p["x"])}, {"x": x}, **kw)
+    expanded = check_grads(
+        loss, lambda p: {"x": calculus.scalar_df_expanded(p["x"])}, {"x": x}, **kw
+    )
     leaves = _rename(factored, "df/dx") + _rename(expanded, "df/dx expanded")
     return GradReport(leaves=leaves, dtype=factored.dtype, loss=factored.loss)
 
 
 def scalar_f_entry() -> Example:
     """Registry entry ``"scalar-f"``: both forms of (5.110) against jax.grad and (5.39)."""
-    return Example("scalar-f", SOURCE_SCALAR, _scalar_check)
+    return Example("scalar-f", calculus.SOURCE_SCALAR, _scalar_check)
 
 
 def _row_grad(theta, Phi, y):
     """(5.83)'s row vector ∂L/∂θ ∈ R^{1×D} as the gradient of θ ∈ R^D: its one row (another
     shape passes through, for the check to name)."""
-    g = least_squares_grad(theta, Phi, y)
+    g = calculus.least_squares_grad(theta, Phi, y)
     return g[0] if jnp.shape(g) == (1, jnp.shape(theta)[0]) else g
 
 
@@ -97,8 +80,10 @@ def _grad_at_random_theta_check(*, seed, dtype, jit, batch):
     a wrong constant factor would pass): one leaf, ``theta (5.83)``, that joins the model's
     report (``Model.extra_checks``)."""
     with precision(dtype):
-        params, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
-        report = check_grads(least_squares_loss, _row_grad, params["theta"], Phi, y,
+        params, Phi, y = random_point(
+            calculus.least_squares(), jax.random.key(seed), batch, dtype=dtype
+        )
+        report = check_grads(calculus.least_squares_loss, _row_grad, params["theta"], Phi, y,
                              dtype=dtype, jit=jit, seed=seed)  # fmt: skip
     return dataclasses.replace(report, leaves=_rename(report, "theta (5.83)"))
 
@@ -107,12 +92,12 @@ def _normal_equations_check(*, seed, dtype, jit, batch):
     """The least-squares gradient (5.83) vanishes at the normal equations' solution: one leaf,
     ``theta at normal equations``, that joins the model's report (``Model.extra_checks``)."""
     with precision(dtype):
-        _, Phi, y = random_point(least_squares(), jax.random.key(seed), batch, dtype=dtype)
+        _, Phi, y = random_point(calculus.least_squares(), jax.random.key(seed), batch, dtype=dtype)
         # LAPACK solves in float32 or float64 only: a bfloat16 or float16 check solves in float32
         # and evaluates the gradient (5.83) in its own dtype.
         solve = jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
-        theta = normal_equations(Phi.astype(solve), y.astype(solve)).astype(dtype)
-        fn = jax.jit(least_squares_grad) if jit else least_squares_grad
+        theta = calculus.normal_equations(Phi.astype(solve), y.astype(solve)).astype(dtype)
+        fn = jax.jit(calculus.least_squares_grad) if jit else calculus.least_squares_grad
         g = np.asarray(fn(theta, Phi, y)).ravel()
         # The terms of (5.83) are of size 2‖Φ‖‖y‖: the gradient must vanish relative to them.
         terms = 2 * float(jnp.linalg.norm(Phi) * jnp.linalg.norm(y))
@@ -132,7 +117,8 @@ def least_squares_entry() -> Model:
     gradient (5.83) at a random θ and the gradient at the normal equations' solution, where it
     must vanish."""
     return dataclasses.replace(
-        least_squares(), extra_checks=(_grad_at_random_theta_check, _normal_equations_check)
+        calculus.least_squares(),
+        extra_checks=(_grad_at_random_theta_check, _normal_equations_check),
     )
 
 
@@ -143,13 +129,20 @@ def _df_dA_check(*, seed, dtype, jit, batch):
         A = jax.random.normal(kA, (M, N), jnp.dtype(dtype))
         x = jax.random.normal(kx, (N,), jnp.dtype(dtype))
     return check_jacobian(
-        lambda A, x: linear_map(A, x), df_dA, A, x, dtype=dtype, jit=jit, seed=seed, label="df/dA"
+        lambda A, x: calculus.linear_map(A, x),
+        calculus.df_dA,
+        A,
+        x,
+        dtype=dtype,
+        jit=jit,
+        seed=seed,
+        label="df/dA",
     )
 
 
 def df_dA_entry() -> Example:
     """Registry entry ``"df/dA"``: (5.88)–(5.92) against jax.jacfwd, jax.jacrev and (5.55)."""
-    return Example("df/dA", SOURCE_DF_DA, _df_dA_check)
+    return Example("df/dA", calculus.SOURCE_DF_DA, _df_dA_check)
 
 
 def _dA_dx_check(*, seed, dtype, jit, batch):
@@ -161,10 +154,14 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
         D = 0.5 * jax.random.normal(kD, (m, n), dt)
         x = jax.random.normal(kx, (p,), dt)
         kw = {"dtype": dtype, "jit": jit, "seed": seed}
-        one = check_jacobian(matrix_of_vector, dA_dx_collate, x, C, D, label="approach 1", **kw)
-        two = check_jacobian(matrix_of_vector, dA_dx_flatten, x, C, D, label="approach 2", **kw)
-        j1 = np.asarray(dA_dx_collate(x, C, D))
-        j2 = np.asarray(dA_dx_flatten(x, C, D))
+        one = check_jacobian(
+            calculus.matrix_of_vector, calculus.dA_dx_collate, x, C, D, label="approach 1", **kw
+        )
+        two = check_jacobian(
+            calculus.matrix_of_vector, calculus.dA_dx_flatten, x, C, D, label="approach 2", **kw
+        )
+        j1 = np.asarray(calculus.dA_dx_collate(x, C, D))
+        j2 = np.asarray(calculus.dA_dx_flatten(x, C, D))
         # A malformed hand Jacobian (another shape) is a FAIL row here too, not a crash. Judged in
         # the check's precision: outside it, with 64-bit mode off (the command line), a float64
         # array's dtype reads as float32.
@@ -179,20 +176,27 @@ def _dA_dx_check(*, seed, dtype, jit, batch):
 
 def dA_dx_entry() -> Example:
     """Registry entry ``"dA/dx"``: approaches 1 and 2 equal each other, jacfwd, jacrev and FD."""
-    return Example("dA/dx", SOURCE_DA_DX, _dA_dx_check)
+    return Example("dA/dx", calculus.SOURCE_DA_DX, _dA_dx_check)
 
 
 def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
     dt = jnp.dtype(dtype)
     with precision(dt):
-        params, X, Y = random_point(two_layer_sigmoid(), jax.random.key(seed), batch)
+        params, X, Y = random_point(lecture.two_layer_sigmoid(), jax.random.key(seed), batch)
         params, X, Y = jax.tree.map(lambda a: a.astype(dt), (params, X, Y))
         report = check_grads(
-            total_cost, total_cost_grad, params, X, Y, dtype=dtype, jit=jit, seed=seed
+            lecture.total_cost,
+            lecture.total_cost_grad,
+            params,
+            X,
+            Y,
+            dtype=dtype,
+            jit=jit,
+            seed=seed,
         )
         maybe_jit = jax.jit if jit else (lambda f: f)
-        grads = maybe_jit(total_cost_grad)(params, X, Y)
-        hand = maybe_jit(sgd_step)(params, grads, eta)
+        grads = maybe_jit(lecture.total_cost_grad)(params, X, Y)
+        hand = maybe_jit(lecture.sgd_step)(params, grads, eta)
         opt = optax.sgd(eta)
         updates, _ = opt.update(grads, opt.init(params), params)
         ref = optax.apply_updates(params, updates)
@@ -213,4 +217,4 @@ def _total_cost_check(*, seed, dtype, jit, batch, eta: float = 0.1):
 def total_cost_entry() -> Example:
     """Registry entry ``"total-cost-sgd"``: ∂E/∂θ = Σ_r ∂E^r/∂θ against jax.grad and finite
     differences, and the hand update θ − η ∂E/∂θ against one ``optax.sgd(η)`` step."""
-    return Example("total-cost-sgd", SOURCE_TOTAL, _total_cost_check)
+    return Example("total-cost-sgd", lecture.SOURCE_TOTAL, _total_cost_check)

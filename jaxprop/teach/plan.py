@@ -234,6 +234,11 @@ def _import(value: Any, ref: str, imports: dict[str, str]) -> None:
     qualname: str = value.__qualname__
     if getattr(sys.modules[mod], qualname, None) is not value:
         raise ValueError(f"cannot import {qualname} from {mod}")
+    # From the subpackage's public face where it re-exports the name (jaxprop.model, not
+    # jaxprop.model.validate): the exercise reads as a user writes it.
+    parent = mod.rpartition(".")[0]
+    while parent.count(".") >= 1 and getattr(sys.modules.get(parent), qualname, None) is value:
+        mod, parent = parent, parent.rpartition(".")[0]
     alias = "" if ref == qualname else f" as {ref}"
     imports[f"from {mod} import {qualname}{alias}"] = mod
 

@@ -79,7 +79,7 @@ def grade(
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         command = [
             sys.executable, "-c",
-            "import sys; sys.path[0] = sys.argv[1]; from jaxprop.teach import _child; "
+            "import sys; sys.path[0] = sys.argv[1]; from jaxprop.teach.sandbox import _child; "
             "sys.exit(_child(sys.argv[2:]))",
             root, path, result, json.dumps({"model": model, "config": config}),
         ]  # fmt: skip
