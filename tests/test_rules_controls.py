@@ -127,8 +127,10 @@ def test_a_rule_accurate_to_its_design_says_so_per_argument():
 
 
 def _unit_quaternion_rule():
-    # The rotation of a fixed vector by a unit quaternion q; the rule is valid only tangent to
-    # |q| = 1 (it drops the radial component), as jax-md's quaternion rules are.
+    # The rotation of a fixed vector by a unit quaternion q, whose bwd projects the cotangent
+    # onto the tangent space of |q| = 1 (dq − (q·dq) q): the rule of jax-md/jax-md
+    # jax_md/rigid_body.py (_quaternion_rotate) @ 0049558f085da1170c5b1a090a9bf9b6d1b770f8,
+    # re-implemented; valid only tangent to the sphere.
     v = jnp.array([0.3, -0.2, 0.9])
 
     def rotate(q):
