@@ -1,9 +1,9 @@
 """The documentation site's sources (mkdocs.yml, docs/): the tutorials run as written, the equation
 → code generator holds every citation in the code to an equation its document has, the API page
 covers ``jaxprop.__all__``, and the home page's set-up commands are the README's. The site itself
-is built by ``mkdocs build --strict`` in .ci/run (it needs the ``docs`` extra, which the test step
-does not install); the test of the built API page builds it once (the ``built_site`` fixture),
-and is skipped without the extra (.ci/run runs it after installing it)."""
+is built by ``mkdocs build --strict`` in .ci/run; the test of the built API page builds it once
+(the ``built_site`` fixture). The ``test`` extra installs the ``docs`` extra, so the README's test
+command runs these; they are skipped only where the docs extra is absent (a bare pytest run)."""
 
 import ast
 import contextlib

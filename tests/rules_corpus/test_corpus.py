@@ -12,9 +12,8 @@ rule at inputs that include its kinks and edge values, and states what check_rul
 - ``no_internal_error(...)``: a rule stepping out of its domain or overflowing gets records
   whose problems are its own, never check_rule's.
 
-A case check_rule still gets wrong (at 483bbea) is marked ``xfail(strict=True)`` with the check
-and the reason: once fixed, the strict mark turns the pass into a failure, to be removed. The
-intentional rules are checked undeclared and declared with ``intended=``.
+Every case passes (the cases check_rule once got wrong say so in a comment). The intentional
+rules are checked undeclared and declared with ``intended=``.
 """
 
 from __future__ import annotations
@@ -104,13 +103,9 @@ class Case:
     expect: Callable[[RuleReport], None]
     kwargs: dict = dataclasses.field(default_factory=dict)
     jax_defaults: bool = False  # run under JAX's promotion defaults (see _jax_defaults)
-    xfail: str | None = None  # why check_rule gets this case wrong (at 483bbea)
 
     def param(self):
-        marks = []
-        if self.xfail:
-            marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=self.xfail))
-        return pytest.param(self, id=self.id, marks=marks)
+        return pytest.param(self, id=self.id)
 
 
 _QKV = tuple(_normal(s, 1, 1, 3, 2) for s in (0, 1, 2))  # batch, heads, sequence, head dim
